@@ -1,0 +1,3 @@
+"""Consortia: an open platform that runs a library consortium."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,63 @@
+"""The ``consortia`` command: init, serve, demo, and one sub-command per domain."""
+
+from __future__ import annotations
+
+import typer
+
+from consortia.accounts.cli import tokens_app, users_app
+from consortia.cliutil import console
+from consortia.db import migrate
+
+app = typer.Typer(
+    help="Consortia: union catalogue, resource sharing and statistics for a library consortium.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(users_app, name="users")
+
+try:  # domains add their commands as they land
+    from consortia.members.cli import members_app
+
+    app.add_typer(members_app, name="members")
+except ImportError:  # pragma: no cover
+    pass
+
+
+@app.command()
+def init() -> None:
+    """Create or migrate the database (CONSORTIA_DATABASE_URL). / 创建或升级数据库。"""
+    migrate()
+    console.print("database ready / 数据库已就绪")
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8000, help="Web port."),
+) -> None:
+    """Serve the web UI and API. / 启动网页与接口服务。"""
+    import uvicorn
+
+    from consortia.web.app import create_app
+
+    uvicorn.run(create_app(), host=host, port=port, log_level="info")
+
+
+@app.command()
+def demo(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8000, help="Web port."),
+    serve_after: bool = typer.Option(True, "--serve/--no-serve", help="Serve after loading."),
+) -> None:
+    """Init + the demo consortium + serve. / 初始化、载入演示联盟并启动服务。"""
+    from consortia.demo.load import load_demo
+
+    migrate()
+    load_demo(console)
+    if serve_after:
+        serve(host=host, port=port)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,51 @@
+"""One Settings object for the whole platform (environment prefix ``CONSORTIA_``)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CONSORTIA_", extra="ignore")
+
+    database_url: str = "sqlite:///./consortia.db"
+    redis_url: str | None = None
+    # Signing key for session cookies; generated once per installation when not given,
+    # kept beside the database and never in the repository.
+    secret_key: str | None = None
+    secret_file: Path = Path("./.consortia-secret")
+    default_language: str = "zh-CN"
+    session_hours: int = Field(default=12, ge=1, le=24 * 30)
+    login_max_failures: int = Field(default=5, ge=1)
+    login_window_minutes: int = Field(default=15, ge=1)
+    secure_cookies: bool = False
+    consortium_name_zh: str = "广东省图书馆联盟"
+    consortium_name_en: str = "Guangdong Library Consortium"
+
+    def signing_key(self) -> str:
+        if self.secret_key:
+            return self.secret_key
+        path = self.secret_file
+        if path.exists():
+            return path.read_text().strip()
+        key = secrets.token_urlsafe(48)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key)
+        return key
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests and the CLI change the environment)."""
+    get_settings.cache_clear()

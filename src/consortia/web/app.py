@@ -1,0 +1,123 @@
+"""The FastAPI application: routers of every domain, error handling, start-up migration."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from consortia import __version__
+from consortia.db import get_engine, migrate
+from consortia.errors import DomainError, RowErrors
+from consortia.i18n import gettext
+from consortia.web.deps import CSRF_COOKIE, LANG_COOKIE, declared_roles, request_language
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+def wants_html(request: Request) -> bool:
+    path = request.url.path
+    if path.startswith(("/api/", "/sru", "/iso18626", "/oai", "/openurl")):
+        return False
+    return "text/html" in request.headers.get("accept", "")
+
+
+def _error_response(
+    request: Request, status: int, code: str, message: str, extra: dict[str, object] | None = None
+) -> Response:
+    if wants_html(request):
+        from consortia.web.templating import render
+
+        template = "login.html" if status == 401 else "error.html"
+        return render(request, template, {"status": status, "message": message}, status=status)
+    body: dict[str, object] = {"error": code, "detail": message}
+    body.update(extra or {})
+    return JSONResponse(body, status_code=status)
+
+
+def create_app(*, run_migrations: bool = True) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if run_migrations:
+            migrate(get_engine())
+        yield
+
+    app = FastAPI(
+        title="Consortia",
+        version=__version__,
+        description="Union catalogue, resource sharing, one card and statistics for a library "
+        "consortium. 图书馆联盟：联合目录、资源共享、一卡通与服务统计。",
+        lifespan=lifespan,
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+    )
+
+    @app.exception_handler(DomainError)
+    async def domain_error(request: Request, exc: DomainError) -> Response:
+        lang = request_language(request)
+        message = exc.render(lambda m: gettext(lang, m))
+        extra: dict[str, object] = {}
+        if exc.field:
+            extra["field"] = exc.field
+        if isinstance(exc, RowErrors):
+            extra["problems"] = exc.problems
+        return _error_response(request, exc.status, exc.code, message, extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        lang = request_language(request)
+        problems = []
+        for err in exc.errors():
+            loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
+            problems.append({"field": ".".join(loc), "message": err.get("msg", "")})
+        fields = ", ".join(p["field"] for p in problems if p["field"])
+        message = gettext(lang, "Invalid field: {fields}").format(fields=fields or "?")
+        return _error_response(request, 422, "invalid", message, {"problems": problems})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        lang = request_language(request)
+        message = gettext(lang, str(exc.detail)) if exc.detail else ""
+        return _error_response(request, exc.status_code, "http_error", message)
+
+    @app.middleware("http")
+    async def cookies_and_headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        # A CSRF cookie for forms shown before sign-in (double-submit on the login form).
+        if CSRF_COOKIE not in request.cookies:
+            value = getattr(request.state, "new_csrf_cookie", None) or secrets.token_urlsafe(32)
+            response.set_cookie(CSRF_COOKIE, value, httponly=True, samesite="strict", secure=False)
+        lang = request.query_params.get("lang")
+        if lang in ("zh-CN", "en"):
+            response.set_cookie(LANG_COOKIE, lang, samesite="lax", max_age=365 * 86400)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        return response
+
+    from consortia.accounts.api import router as accounts_router
+    from consortia.members.api import router as members_router
+    from consortia.web.pages import router as pages_router
+
+    app.include_router(accounts_router)
+    app.include_router(members_router)
+    app.include_router(pages_router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    undeclared = [
+        r.path for r in app.routes if isinstance(r, APIRoute) and declared_roles(r) is None
+    ]
+    if undeclared:
+        raise RuntimeError(f"routes without a role declaration: {undeclared}")
+    return app
