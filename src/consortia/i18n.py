@@ -1,7 +1,8 @@
 """Translations: Babel ``.po`` catalogues for zh-CN and en, read at start-up.
 
-msgids are English; the English catalogue may reword them. Catalogues are read from the ``.po``
-text directly so that no compiled ``.mo`` file has to be kept in the repository.
+msgids are English; the English catalogue may reword them. Each domain keeps its own ``.po`` file
+per language (``locale/zh_CN/LC_MESSAGES/<domain>.po``); they are read from the text directly so
+that no compiled ``.mo`` file has to be kept in the repository.
 """
 
 from __future__ import annotations
@@ -20,17 +21,20 @@ def _folder(lang: str) -> str:
     return lang.replace("-", "_")
 
 
+def catalogue_files(lang: str) -> list[Path]:
+    """Every ``.po`` file of a language: one per domain (messages.po, members.po, ...)."""
+    return sorted((LOCALE_DIR / _folder(lang) / "LC_MESSAGES").glob("*.po"))
+
+
 @lru_cache(maxsize=8)
 def catalogue(lang: str) -> dict[str, str]:
-    path = LOCALE_DIR / _folder(lang) / "LC_MESSAGES" / "messages.po"
-    if not path.exists():
-        return {}
-    with path.open("rb") as fh:
-        cat = read_po(fh, locale=_folder(lang))
     out: dict[str, str] = {}
-    for msg in cat:
-        if msg.id and isinstance(msg.id, str) and isinstance(msg.string, str) and msg.string:
-            out[msg.id] = msg.string
+    for path in catalogue_files(lang):
+        with path.open("rb") as fh:
+            cat = read_po(fh, locale=_folder(lang))
+        for msg in cat:
+            if msg.id and isinstance(msg.id, str) and isinstance(msg.string, str) and msg.string:
+                out[msg.id] = msg.string
     return out
 
 

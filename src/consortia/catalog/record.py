@@ -1,0 +1,70 @@
+"""The one record shape that MARC21 and UNIMARC/CNMARC records are normalised into.
+
+Produced by ``normalize.py``, consumed by ``matching.py``, ``ingest.py`` and the search index.
+Plain data: picklable, so worker processes can hand it to the single writer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Name:
+    name: str
+    role: str = ""  # relator term or code, e.g. "author", "editor", "aut"
+    kind: str = "person"  # person, corporate, meeting
+    vernacular: str = ""  # the 880 (MARC21) / $7 script form when the main one is romanised
+
+
+@dataclass(frozen=True)
+class Isbn:
+    isbn13: str  # normalised to ISBN-13, digits only
+    qualifier: str = ""  # pbk, hbk, vol. 2, ebook, ... as given in $q or in parentheses
+    valid: bool = True  # False: kept as given (cancelled/invalid $z, bad check digit)
+
+
+@dataclass(frozen=True)
+class Classification:
+    scheme: str  # "clc", "ddc", "lcc", "udc", "other"
+    value: str
+
+
+@dataclass
+class NormalizedRecord:
+    record_id: str  # the member's record id (001)
+    flavour: str  # "marc21" or "unimarc"
+    deleted: bool = False  # leader/05 == "d"
+    title: str = ""  # title proper
+    remainder: str = ""  # other title information / subtitle
+    part: str = ""  # number and name of part / volume designation of a set
+    title_vernacular: str = ""  # 880 pair of 245 when 245 is romanised
+    responsibility: str = ""
+    names: list[Name] = field(default_factory=list)
+    publisher: str = ""
+    place: str = ""
+    years: list[int] = field(default_factory=list)  # first is the publication year
+    edition: str = ""  # edition statement as given
+    edition_number: int | None = None  # 2 for "2nd ed.", "第2版", "Second edition"
+    pages: int | None = None
+    extent: str = ""
+    isbns: list[Isbn] = field(default_factory=list)
+    issns: list[str] = field(default_factory=list)
+    lccn: str = ""
+    oclc: list[str] = field(default_factory=list)
+    system_numbers: list[str] = field(default_factory=list)  # other 035 values, as given
+    languages: list[str] = field(default_factory=list)  # ISO 639-2/B codes, e.g. "chi", "eng"
+    material: str = "book"  # book, ebook, serial, score, map, sound, video, manuscript, other
+    reproduction: bool = False  # facsimile / reprint / microform of another manifestation
+    subjects: list[str] = field(default_factory=list)
+    classifications: list[Classification] = field(default_factory=list)
+    series: str = ""
+    series_volume: str = ""
+
+    @property
+    def year(self) -> int | None:
+        return self.years[0] if self.years else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
