@@ -1,7 +1,8 @@
 """Import every domain's models so that Base.metadata knows every table (Alembic, tests)."""
 
 from consortia.accounts import models as accounts_models
+from consortia.catalog import models as catalog_models
 from consortia.events import models as events_models
 from consortia.members import models as members_models
 
-__all__ = ["accounts_models", "events_models", "members_models"]
+__all__ = ["accounts_models", "catalog_models", "events_models", "members_models"]
