@@ -10,7 +10,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -37,7 +37,12 @@ def _error_response(
         from consortia.web.templating import render
 
         template = "login.html" if status == 401 else "error.html"
-        return render(request, template, {"status": status, "message": message}, status=status)
+        context: dict[str, object] = {"status": status, "message": message}
+        if status == 401 and request.method == "GET":
+            # Back to the page that asked for sign-in once signed in.
+            query = f"?{request.url.query}" if request.url.query else ""
+            context["next"] = request.url.path + query
+        return render(request, template, context, status=status)
     body: dict[str, object] = {"error": code, "detail": message}
     body.update(extra or {})
     return JSONResponse(body, status_code=status)
@@ -115,8 +120,12 @@ def create_app(*, run_migrations: bool = True) -> FastAPI:
     app.include_router(pages_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
+    # Included routers are not flattened into app.routes (FastAPI >= 0.16x): walk their contexts,
+    # which also carry router-level dependencies.
     undeclared = [
-        r.path for r in app.routes if isinstance(r, APIRoute) and declared_roles(r) is None
+        str(r.path)
+        for r in iter_route_contexts(app.routes)
+        if isinstance(r.original_route, APIRoute) and declared_roles(r) is None
     ]
     if undeclared:
         raise RuntimeError(f"routes without a role declaration: {undeclared}")
