@@ -1,0 +1,435 @@
+"""Match keys, match decisions, cluster choice, merge and the duplicates report.
+
+Unit tests build NormalizedRecords directly; ``test_labelled_pairs`` runs the labelled set of
+real and derived MARC records in tests/data/dedup through the real normaliser.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from consortia.catalog.matching import (
+    HARD_REFUSALS,
+    RULE_LABELS,
+    choose_cluster,
+    decide,
+    duplicates_within_member,
+    match_keys,
+    merge,
+)
+from consortia.catalog.record import Classification, Isbn, Name, NormalizedRecord
+from consortia.catalog.textfold import fold, lccn_key, part_key, pinyin_key, title_key
+
+
+def rec(**kw: Any) -> NormalizedRecord:
+    base: dict[str, Any] = {
+        "record_id": "r1",
+        "flavour": "marc21",
+        "title": "The art of computer programming",
+        "remainder": "fundamental algorithms",
+        "responsibility": "Donald E. Knuth",
+        "names": [Name("Knuth, Donald Ervin, 1938-", "author")],
+        "publisher": "Addison-Wesley",
+        "place": "Reading, Mass.",
+        "years": [1997],
+        "edition": "3rd ed.",
+        "edition_number": 3,
+        "pages": 650,
+        "isbns": [Isbn("9780201896831")],
+        "languages": ["eng"],
+    }
+    base.update(kw)
+    return NormalizedRecord(**base)
+
+
+def cn(**kw: Any) -> NormalizedRecord:
+    base: dict[str, Any] = {
+        "record_id": "c1",
+        "flavour": "unimarc",
+        "title": "中国历史地理",
+        "remainder": "",
+        "responsibility": "谭其骧主编",
+        "names": [Name("谭其骧", "editor")],
+        "publisher": "人民出版社",
+        "place": "北京",
+        "years": [1990],
+        "pages": 320,
+        "languages": ["chi"],
+    }
+    base.update(kw)
+    return NormalizedRecord(**base)
+
+
+# --------------------------------------------------------------------------- folding, keys
+
+
+def test_fold_case_diacritics_punctuation_width_and_chinese_script() -> None:
+    assert fold("Les Misérables : roman /") == "les miserables roman"
+    assert fold("ＡＢＣ　１２３") == "abc 123"
+    assert fold("中國 歷史  地理") == "中国历史地理"
+    assert fold("Øresund, Łódź") == "oresund lodz"
+    assert title_key("The Hobbit") == "hobbit"
+    assert title_key("L'Étranger") == "etranger"
+    assert title_key("A") == "a"  # an article alone is the title, not noise
+
+
+def test_part_keys_read_numbers_in_any_notation() -> None:
+    for text in ("v. 2", "Vol. II", "Part two", "第二卷", "第2册", "Band 2"):
+        assert part_key(text) == "2", text
+    assert part_key("上册") == "1"
+    assert part_key("下册") == "9"
+    assert part_key("v. 1") != part_key("v. 10")
+
+
+def test_lccn_and_pinyin_keys() -> None:
+    assert lccn_key("n 78-890351 ") == "n78890351"
+    assert lccn_key("  85012345 //r86") == "85012345"
+    assert pinyin_key("中國歷史") == pinyin_key("Zhongguo li shi") == "zhongguolishi"
+
+
+def test_match_keys_have_one_prefix_per_kind() -> None:
+    r = rec(
+        issns=["0317-8471"],
+        lccn="  96039837 ",
+        oclc=["(OCoLC)ocm00012345"],
+        isbns=[Isbn("9780201896831"), Isbn("9780201000000", valid=False)],
+    )
+    keys = match_keys(r)
+    assert "isbn:9780201896831" in keys
+    assert not any(k.startswith("isbn:9780201000000") for k in keys)  # cancelled ISBN: no key
+    assert "issn:03178471" in keys
+    assert "lccn:96039837" in keys
+    assert "oclc:12345" in keys
+    assert "title:art of computer programming|1997" in keys
+    assert all(len(k) <= 200 for k in keys)
+    assert len(keys) == len(set(keys))
+
+
+def test_cjk_variants_block_together() -> None:
+    simp = cn(title="中国历史地理")
+    trad = cn(title="中國歷史地理")
+    spaced = cn(title="中国 历史 地理")
+    keys = [set(match_keys(r)) for r in (simp, trad, spaced)]
+    assert keys[0] & keys[1] & keys[2]
+    full = cn(title="Ｃ＋＋程序设计（第２版）")
+    half = cn(title="C++程序设计(第2版)")
+    assert set(match_keys(full)) & set(match_keys(half))
+
+
+def test_romanised_and_vernacular_titles_block_together() -> None:
+    marc21 = rec(
+        title="Zhongguo li shi di li",
+        remainder="",
+        title_vernacular="中國歷史地理",
+        names=[Name("Tan, Qixiang", "editor", vernacular="譚其驤")],
+        languages=["chi"],
+        years=[1990],
+        isbns=[],
+        edition="",
+        edition_number=None,
+    )
+    cnmarc = cn()
+    assert set(match_keys(marc21)) & set(match_keys(cnmarc))
+    # Without the 880 the romanised title still meets the vernacular one through pinyin.
+    bare = dataclasses.replace(marc21, title_vernacular="")
+    assert {k for k in match_keys(bare) if k.startswith("py:")} & set(match_keys(cnmarc))
+
+
+# --------------------------------------------------------------------------- decisions
+
+
+def test_same_isbn_and_title_is_a_match_with_reasons() -> None:
+    a = rec()
+    b = rec(
+        record_id="x9",
+        title="Art of computer programming",
+        remainder="",
+        publisher="Addison Wesley Longman",
+        names=[Name("Knuth, Donald E.")],
+    )
+    d = decide(a, b)
+    assert d.same and d.rule == "isbn+title"
+    assert "isbn=9780201896831" in d.reasons
+    assert d.scores["title"] >= 90 and d.scores["year"] == 100
+    assert 0.9 <= d.score <= 1.0
+
+
+def test_oclc_and_lccn_rules() -> None:
+    a = rec(isbns=[], oclc=["ocm36004201"])
+    b = rec(isbns=[], oclc=["36004201"], publisher="AW", remainder="")
+    assert decide(a, b).rule == "oclc" and decide(a, b).same
+    c = rec(isbns=[], lccn="97-2147")
+    e = rec(isbns=[], lccn="97002147", names=[])
+    d = decide(c, e)
+    assert d.same and d.rule == "lccn"
+
+
+def test_title_author_year_publisher_without_identifiers() -> None:
+    a = rec(isbns=[])
+    b = rec(
+        isbns=[],
+        title="The Art of Computer Programing",  # typo
+        remainder="Fundamental algorithms.",
+        publisher="Addison-Wesley Pub. Co.",
+        names=[Name("Knuth, D. E.")],
+    )
+    d = decide(a, b)
+    assert d.same and d.rule == "title+author+year+publisher"
+    # Another author with the same title and year is another book.
+    c = dataclasses.replace(b, names=[Name("Smith, John")], responsibility="John Smith")
+    assert decide(a, c).rule == "different-author"
+    # One year apart without identifiers: not clustered.
+    e = dataclasses.replace(b, years=[1998])
+    assert not decide(a, e).same
+
+
+def test_different_edition_refused_even_with_shared_isbn() -> None:
+    a = rec()
+    b = rec(edition="2nd ed.", edition_number=2, years=[1973])
+    d = decide(a, b)
+    assert not d.same and d.rule == "different-edition"
+    assert "edition:3≠2" in d.reasons
+    # Stated edition on one side only, no shared identifier: refused, not guessed.
+    c = rec(isbns=[], edition="", edition_number=None)
+    e = rec(isbns=[])
+    assert decide(c, e).rule == "different-edition"
+
+
+def test_different_volume_of_a_set() -> None:
+    a = rec(part="v. 1", isbns=[Isbn("9780201896831"), Isbn("9780201485417", "set")])
+    b = rec(part="Vol. II", isbns=[Isbn("9780201896848"), Isbn("9780201485417", "set")])
+    d = decide(a, b)
+    assert not d.same and d.rule == "different-volume"
+    c = cn(part="上册")
+    e = cn(part="下册")
+    assert decide(c, e).rule == "different-volume"
+    # 上册 and 第一册 both mean volume 1: no volume conflict between them.
+    assert decide(c, dataclasses.replace(c, part="第一册")).rule != "different-volume"
+
+
+def test_print_ebook_and_reprint_are_different_manifestations() -> None:
+    a = rec()
+    b = rec(material="ebook")
+    d = decide(a, b)
+    assert not d.same and d.rule == "different-material"
+    c = rec(reproduction=True, publisher="Dover", years=[2005])
+    assert decide(a, c).rule == "reprint"
+    # Same title and author decades later at another publisher, no flags: still not clustered.
+    e = rec(isbns=[], publisher="Dover Publications", years=[2011])
+    f = rec(isbns=[])
+    r = decide(e, f)
+    assert not r.same and r.rule == "reprint"
+
+
+def test_isbn_reused_for_another_book_or_year() -> None:
+    a = cn(isbns=[Isbn("9787010000000")])
+    b = cn(
+        title="现代汉语词典",
+        names=[Name("中国社会科学院语言研究所")],
+        isbns=[Isbn("9787010000000")],
+    )
+    d = decide(a, b)
+    assert not d.same and d.rule == "isbn-reused"
+    c = cn(isbns=[Isbn("9787010000000")], years=[1998])
+    assert decide(a, c).rule == "isbn-reused"
+
+
+def test_cjk_traditional_simplified_and_fullwidth_match() -> None:
+    a = cn(isbns=[Isbn("9787010012345")])
+    b = cn(
+        record_id="c2",
+        title="中國歷史地理",
+        names=[Name("譚其驤")],
+        publisher="人民出版社",
+        isbns=[Isbn("9787010012345")],
+    )
+    assert decide(a, b).same
+    # No ISBN at all: title, author, year and publisher carry it.
+    c, e = cn(), cn(title="中國 歷史 地理", names=[Name("譚其驤")], publisher="人民出版社")
+    d = decide(c, e)
+    assert d.same and d.rule == "title+author+year+publisher"
+    f = cn(title="Ｃ＋＋程序设计", names=[Name("谭浩强")], publisher="清华大学出版社", years=[2004])
+    g = cn(title="C++程序设计", names=[Name("譚浩強")], publisher="清华大学出版社", years=[2004])
+    assert decide(f, g).same
+
+
+def test_romanised_vs_vernacular_title() -> None:
+    marc21 = rec(
+        title="Zhongguo li shi di li",
+        remainder="",
+        title_vernacular="中國歷史地理",
+        responsibility="Tan Qixiang zhu bian",
+        names=[Name("Tan, Qixiang", "editor", vernacular="譚其驤")],
+        publisher="Ren min chu ban she",
+        languages=["chi"],
+        years=[1990],
+        pages=320,
+        isbns=[Isbn("9787010012345")],
+        edition="",
+        edition_number=None,
+    )
+    cnmarc = cn(isbns=[Isbn("9787010012345")])
+    d = decide(marc21, cnmarc)
+    assert d.same and d.rule == "isbn+title"
+    # Romanised title without any 880: pinyin carries the comparison.
+    bare = dataclasses.replace(marc21, title_vernacular="")
+    d2 = decide(bare, cnmarc)
+    assert d2.same and "title-form=pinyin" in d2.reasons
+
+
+def test_different_books_sharing_a_title_word_stay_apart() -> None:
+    a = rec(isbns=[], title="History", remainder="a very short introduction", years=[2000])
+    b = rec(isbns=[], title="History", remainder="fiction or science?", years=[2000])
+    assert not decide(a, b).same
+    c = rec(isbns=[Isbn("9780192853523")], title="Poems", remainder="", names=[Name("Keats, John")])
+    e = rec(isbns=[Isbn("9780140424355")], title="Poems", remainder="", names=[Name("Keats, J.")])
+    # Different ISBNs, otherwise alike but with no page count to confirm: refused.
+    assert decide(c, dataclasses.replace(e, pages=None)).rule == "different-isbn"
+
+
+def test_decision_is_symmetric_on_rule() -> None:
+    pairs = [
+        (rec(), rec(material="ebook")),
+        (rec(), rec(edition_number=2, edition="2nd ed.")),
+        (cn(), cn(title="中國歷史地理")),
+        (rec(isbns=[]), rec(isbns=[], names=[Name("Smith, J.")])),
+    ]
+    for a, b in pairs:
+        assert decide(a, b).rule == decide(b, a).rule
+        assert decide(a, b).same == decide(b, a).same
+
+
+def test_every_rule_has_a_label() -> None:
+    for a, b in [(rec(), rec()), (rec(), rec(material="ebook")), (cn(), cn(part="v. 2"))]:
+        assert decide(a, b).rule in RULE_LABELS
+    assert HARD_REFUSALS <= set(RULE_LABELS)
+
+
+# --------------------------------------------------------------------------- clusters
+
+
+def test_choose_cluster_takes_best_agreeing_cluster() -> None:
+    new = rec(record_id="n1")
+    other_book = rec(record_id="o1", title="Concrete mathematics", isbns=[Isbn("9780201558029")])
+    same_book = rec(record_id="s1", remainder="", publisher="Addison Wesley")
+    cid, d = choose_cluster(new, [(10, [other_book]), (20, [same_book])])
+    assert cid == 20 and d is not None and d.rule == "isbn+title"
+    assert choose_cluster(new, [(10, [other_book])]) == (None, None)
+    assert choose_cluster(new, []) == (None, None)
+
+
+def test_choose_cluster_needs_the_representative_and_honours_vetoes() -> None:
+    new = rec(record_id="n1", isbns=[])
+    # Only the second record of the cluster would match: the representative does not.
+    rep = rec(record_id="r1", title="Something else entirely", isbns=[])
+    assert choose_cluster(new, [(1, [rep, rec(record_id="r2", isbns=[])])]) == (None, None)
+    # The representative matches but another record of the cluster is the e-book: vetoed.
+    ok_rep = rec(record_id="r3", isbns=[])
+    ebook = rec(record_id="r4", isbns=[], material="ebook")
+    assert choose_cluster(new, [(2, [ok_rep, ebook])]) == (None, None)
+    cid, _ = choose_cluster(new, [(2, [ok_rep, ebook]), (3, [ok_rep])])
+    assert cid == 3
+
+
+def test_choose_cluster_same_member_needs_identifier_evidence() -> None:
+    new = rec(record_id="n1", isbns=[])
+    there = rec(record_id="m1", isbns=[])
+    # Title-level agreement with the member's own record: the member keeps two clusters.
+    assert choose_cluster(new, [(5, [("CN-A", there)])], member="CN-A") == (None, None)
+    cid, d = choose_cluster(new, [(5, [("CN-A", there)])], member="CN-B")
+    assert cid == 5 and d is not None
+    # Shared ISBN with the member's own record: a real duplicate; it joins (and is reported).
+    a, b = rec(record_id="n2"), rec(record_id="m2")
+    cid, d = choose_cluster(a, [(6, [("CN-A", b)])], member="CN-A")
+    assert cid == 6 and d is not None and d.rule == "isbn+title"
+
+
+# --------------------------------------------------------------------------- merge, report
+
+
+def test_merge_keeps_provenance_and_unions() -> None:
+    full = rec(
+        record_id="lc1",
+        subjects=["Computer programming"],
+        classifications=[Classification("lcc", "QA76.6 .K64 1997")],
+        lccn="96039837",
+    )
+    thin = rec(
+        record_id="b7",
+        remainder="",
+        names=[],
+        isbns=[Isbn("9780201896831"), Isbn("0201896834".zfill(13))],
+        subjects=["Computer programming.", "Algorithms"],
+        classifications=[Classification("clc", "TP311.1")],
+    )
+    m = merge([("CN-B", thin), ("CN-A", full)])
+    assert m["representative"] == {"member": "CN-A", "record_id": "lc1"}
+    assert m["title"] == {
+        "value": "The art of computer programming",
+        "member": "CN-A",
+        "record_id": "lc1",
+    }
+    assert m["lccn"]["member"] == "CN-A"
+    isbn = next(i for i in m["isbns"] if i["isbn13"] == "9780201896831")
+    assert {s["member"] for s in isbn["sources"]} == {"CN-A", "CN-B"}
+    subjects = {s["value"]: {x["member"] for x in s["sources"]} for s in m["subjects"]}
+    assert subjects["Computer programming"] == {"CN-A", "CN-B"}  # folded: one subject
+    assert "Algorithms" in subjects
+    assert {c["scheme"] for c in m["classifications"]} == {"lcc", "clc"}
+    assert m["members"] == ["CN-A", "CN-B"]
+    assert [s["record_id"] for s in m["sources"]] == ["lc1", "b7"]
+
+
+def test_merge_shows_vernacular_title_for_chinese_books() -> None:
+    marc21 = rec(
+        record_id="lc9",
+        title="Zhongguo li shi di li",
+        remainder="",
+        title_vernacular="中國歷史地理",
+        languages=["chi"],
+        subjects=["China -- Historical geography", "Geography"],
+    )
+    cnmarc = cn(record_id="gz1")
+    m = merge([("CN-LC", marc21), ("CN-GZ", cnmarc)])
+    assert has_han(m["title"]["value"])
+    assert m["title_romanised"]["value"] == "Zhongguo li shi di li"
+    assert m["title_romanised"]["member"] == "CN-LC"
+
+
+def has_han(s: str) -> bool:
+    return any("\u4e00" <= ch <= "\u9fff" for ch in s)
+
+
+def test_duplicates_within_member_report() -> None:
+    a = rec(record_id="1")
+    b = rec(record_id="2", remainder="")
+    c = rec(record_id="3")
+    report = duplicates_within_member([("CN-A", a), ("CN-A", b), ("CN-B", c)])
+    assert len(report) == 1
+    entry = report[0]
+    assert entry["member"] == "CN-A"
+    assert set(entry["record_ids"]) == {"1", "2"}
+    assert entry["comparisons"][0]["same"] is True
+    assert duplicates_within_member([("CN-A", a), ("CN-B", c)]) == []
+
+
+@pytest.mark.parametrize("field", ["title", "names", "years", "isbns"])
+def test_missing_data_never_raises(field: str) -> None:
+    empty: Any = "" if field == "title" else []
+    a = rec(**{field: empty})
+    b = rec()
+    d = decide(a, b)
+    assert d.rule in RULE_LABELS
+    assert isinstance(match_keys(a), list)
+
+
+def test_rule_labels_are_translated() -> None:
+    from consortia.i18n import gettext
+
+    for label in RULE_LABELS.values():
+        zh = gettext("zh-CN", label)
+        assert zh != label and any("\u4e00" <= ch <= "\u9fff" for ch in zh), label
+        assert gettext("en", label) == label
