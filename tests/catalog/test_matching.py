@@ -305,7 +305,7 @@ def test_decision_is_symmetric_on_rule() -> None:
 def test_every_rule_has_a_label() -> None:
     for a, b in [(rec(), rec()), (rec(), rec(material="ebook")), (cn(), cn(part="v. 2"))]:
         assert decide(a, b).rule in RULE_LABELS
-    assert HARD_REFUSALS <= set(RULE_LABELS)
+    assert set(RULE_LABELS) >= HARD_REFUSALS
 
 
 # --------------------------------------------------------------------------- clusters
