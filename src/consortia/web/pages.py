@@ -116,7 +116,7 @@ def _endpoints(member: Member) -> list[tuple[str, str]]:
     return out
 
 
-@router.get("/members/{code}")
+@router.get("/members/{code:path}")
 def member_page(
     code: str,
     request: Request,
