@@ -472,6 +472,9 @@ def _detect_encoding(
         return "utf-8" if leader[9] == "a" or flavour == "unimarc" else "marc8"
     if leader[9] == "a":
         return "utf-8"  # verified while decoding; GB 18030 is tried there if UTF-8 fails
+    if b"\x1b" in body:
+        # escape sequences are MARC-8's; UTF-8 and GBK text never carries them
+        return "auto-marc8"
     try:
         body.decode("utf-8")
     except UnicodeDecodeError:
@@ -577,13 +580,16 @@ def _decode_fields(
         except _Marc8Error as err:
             if enc == "auto-marc8":
                 body = chunk[spans[0][1] : len(chunk) - 1]
-                try:
-                    body.decode("gb18030")
-                except UnicodeDecodeError:
-                    pass
-                else:
-                    warnings.append("MARC-8 failed but the data reads as GB 18030; read as that")
-                    return _decode_fields(chunk, spans, "gb18030", warnings)
+                other = ""
+                if not body.isascii():
+                    try:
+                        body.decode("utf-8")
+                        other = "utf-8"
+                    except UnicodeDecodeError:
+                        other = "gb18030" if _looks_gbk(body) else ""
+                if other:
+                    warnings.append(f"MARC-8 failed ({err.detail}) but the data reads as {other}")
+                    return _decode_fields(chunk, spans, other, warnings)
             raise _Bad(
                 "bad encoding: MARC-8 {detail} in field {tag}", detail=err.detail, tag=tag
             ) from None
@@ -680,15 +686,18 @@ def _marc8(data: bytes) -> str:
             uni, cflag = hit
         else:
             pos += 1
-            if b < 0x20:
-                continue  # control characters carry no text
+            if b < 0x20 or b == 0x7F:
+                continue  # control characters (and DEL) carry no text
             if b == 0x20 and g0 != _EACC:
                 uni, cflag = 0x20, False
             else:
                 table = _CODESETS.get(g1 if b >= 0x80 else g0)
                 if table is None:
                     raise _Marc8Error(f"unknown character set 0x{(g1 if b >= 0x80 else g0):02X}")
+                # a 94-character set works as G0 (21-7E) or as G1 (A1-FE); the tables hold one
                 hit = table.get(b)
+                if hit is None:
+                    hit = table.get(b ^ 0x80)
                 if hit is None:
                     odd = _ODD.get(b)
                     if odd is None:
