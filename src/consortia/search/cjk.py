@@ -327,6 +327,20 @@ def _num_parts(num: str) -> list[str]:
     return [p for p in re.split(f"[{_DASHES}]", num) if p]
 
 
+def _merge_spaced_cjk(folded: str, pieces: list[_Piece]) -> list[_Piece]:
+    """CJK runs apart only by spaces are one run: "中医 基础" is bigrammed as 中医基础, so a
+    phrase matches however the spaces fall."""
+    out: list[_Piece] = []
+    for p in pieces:
+        if out and p.kind == "cjk" and out[-1].kind == "cjk":
+            last = out[-1]
+            if folded[last.end : p.start].isspace():
+                out[-1] = _Piece("cjk", last.text + p.text, last.start, p.end)
+                continue
+        out.append(p)
+    return out
+
+
 def _chains(folded: str, pieces: list[_Piece]) -> list[list[_Piece]]:
     """Groups of consecutive pieces with only spaces or punctuation between them."""
     groups: list[list[_Piece]] = []
@@ -348,8 +362,16 @@ def index_tokens(text: str, *, pinyin: bool = True) -> list[str]:
     pieces = _pieces(folded)
     primary: list[str] = []
     secondary: list[str] = []
-    for p in pieces:
+    prev: _Piece | None = None
+    for p in _merge_spaced_cjk(folded, pieces):
         if p.kind == "cjk":
+            if (
+                prev is not None
+                and prev.kind == "cjk"
+                and _SEPARATOR_ONLY_RE.fullmatch(folded, prev.end, p.start)
+            ):
+                # Across punctuation only as a secondary token: 中医基础 finds 中医：基础.
+                secondary.append(prev.text[-1] + p.text[0])
             if len(p.text) == 1:
                 primary.append(p.text)
             else:
@@ -360,14 +382,7 @@ def index_tokens(text: str, *, pinyin: bool = True) -> list[str]:
             secondary.extend(_num_parts(p.text))
         else:
             primary.append(p.text)
-    # Bigrams across punctuation and spaces (中医：基础 is found by 中医基础).
-    for prev, cur in itertools.pairwise(pieces):
-        if (
-            prev.kind == "cjk"
-            and cur.kind == "cjk"
-            and _SEPARATOR_ONLY_RE.fullmatch(folded, prev.end, cur.start)
-        ):
-            secondary.append(prev.text[-1] + cur.text[0])
+        prev = p
     if pinyin:
         secondary.extend(_pinyin_from_pieces(folded, pieces))
     return primary + secondary
@@ -423,16 +438,19 @@ def _cjk_run_syllables(run: str) -> list[str | None]:
     return out
 
 
-def query_tokens(text: str) -> list[str]:
+def query_tokens(text: str, *, phrase: bool = False) -> list[str]:
     """Tokens a query text must find (all of them): words, joined numbers, CJK bigrams.
 
     A CJK run of one character gives that character, which the index holds as a secondary
-    token of every run. No pinyin here: see ``pinyin_query_tokens``.
+    token of every run. For a phrase, CJK runs apart only by spaces are read as one run, as
+    ``index_tokens`` does. No pinyin here: see ``pinyin_query_tokens``.
     """
     if not text:
         return []
+    folded = fold(text)
+    pieces = _pieces(folded)
     out: list[str] = []
-    for p in _pieces(fold(text)):
+    for p in _merge_spaced_cjk(folded, pieces) if phrase else pieces:
         if p.kind == "cjk":
             out.extend([p.text] if len(p.text) == 1 else _bigrams(p.text))
         elif p.kind == "num":
@@ -591,7 +609,7 @@ def alternatives(
     if field in KEYWORD_FIELDS:
         value = keyword(field, text)
         return (Alternative((value,), prefix=truncation),) if value else ()
-    tokens = tuple(query_tokens(text))
+    tokens = tuple(query_tokens(text, phrase=phrase))
     if not tokens:
         return ()
     # Truncation applies to a Latin or number last token; a CJK bigram is already whole.

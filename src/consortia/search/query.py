@@ -228,9 +228,7 @@ def _normalise(node: Node) -> Node | None:
     if isinstance(node, Term | Phrase):
         if not has_tokens(node):
             return None
-        if isinstance(node, Phrase) and (
-            node.field in KEYWORD_FIELDS or len(cjk.query_tokens(node.text)) == 1
-        ):
+        if isinstance(node, Phrase) and (node.field in KEYWORD_FIELDS or _one_token(node.text)):
             return Term(node.field, node.text, node.truncation)
         return node
     if isinstance(node, Range):
@@ -281,6 +279,12 @@ def _normalise(node: Node) -> Node | None:
     if isinstance(base_node, Not):
         return Not(base_node.base, _or([base_node.exclude, *negatives]))
     return Not(base_node, _or(negatives))
+
+
+def _one_token(text: str) -> bool:
+    """A phrase of one token is a term; "中 医" is not (as a phrase it is the bigram 中医)."""
+    tokens = cjk.query_tokens(text)
+    return len(tokens) == 1 and tokens == cjk.query_tokens(text, phrase=True)
 
 
 def _dedupe(items: Iterable[Node]) -> list[Node]:

@@ -190,12 +190,15 @@ def _word_tokens(word: str) -> list[_Tok]:
         return [_Tok("not")]
     if word in ("-", "+"):
         return []
-    prefix, colon, rest = word.partition(":")
-    if colon:
-        field = FIELD_ALIASES.get(prefix.casefold())
-        if field is not None:
-            return [_Tok("field", field)] + ([_Tok("word", rest)] if rest else [])
-    return [_Tok("word", word)]
+    out: list[_Tok] = []
+    while True:  # title:author:x — every known prefix is a field token
+        prefix, colon, rest = word.partition(":")
+        field = FIELD_ALIASES.get(prefix.casefold()) if colon else None
+        if field is None:
+            break
+        out.append(_Tok("field", field))
+        word = rest
+    return out + ([_Tok("word", word)] if word else [])
 
 
 # --- parser ------------------------------------------------------------------------------
