@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from consortia.accounts.cli import tokens_app, users_app
+from consortia.catalog.cli import catalog_app, ingest_command
 from consortia.cliutil import console
 from consortia.db import migrate
 
@@ -14,6 +15,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(tokens_app, name="tokens")
+app.add_typer(catalog_app, name="catalog")
+app.command("ingest")(ingest_command)
+
 app.add_typer(users_app, name="users")
 
 try:  # domains add their commands as they land
@@ -42,6 +46,19 @@ def serve(
     from consortia.web.app import create_app
 
     uvicorn.run(create_app(), host=host, port=port, log_level="info")
+
+
+@app.command()
+def worker(
+    workers: int = typer.Option(2, "--workers", min=1, max=32, help="Worker threads."),
+) -> None:
+    """Run background jobs (loads, timers). / 运行后台任务。"""
+    from huey.consumer import Consumer
+
+    from consortia.tasks import huey
+
+    migrate()
+    Consumer(huey, workers=workers, worker_type="thread").run()
 
 
 @app.command()

@@ -20,6 +20,9 @@ class Settings(BaseSettings):
     # kept beside the database and never in the repository.
     secret_key: str | None = None
     secret_file: Path = Path("./.consortia-secret")
+    huey_path: Path = Path("./consortia-jobs.db")
+    upload_dir: Path = Path("./uploads")
+    max_upload_bytes: int = Field(default=500 * 1024 * 1024, ge=1024)
     default_language: str = "zh-CN"
     session_hours: int = Field(default=12, ge=1, le=24 * 30)
     login_max_failures: int = Field(default=5, ge=1)

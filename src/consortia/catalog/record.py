@@ -68,3 +68,13 @@ class NormalizedRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def record_from_dict(data: dict[str, Any]) -> NormalizedRecord:
+    """Rebuild a record stored as JSON (``to_dict``); keys unknown to this version are ignored."""
+    known = {f for f in NormalizedRecord.__dataclass_fields__}
+    values = {k: v for k, v in data.items() if k in known}
+    values["names"] = [Name(**n) for n in data.get("names", [])]
+    values["isbns"] = [Isbn(**i) for i in data.get("isbns", [])]
+    values["classifications"] = [Classification(**c) for c in data.get("classifications", [])]
+    return NormalizedRecord(**values)

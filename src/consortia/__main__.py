@@ -1,0 +1,5 @@
+"""``python -m consortia`` runs the CLI."""
+
+from consortia.cli import main
+
+main()

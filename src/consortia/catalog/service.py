@@ -1,0 +1,399 @@
+"""The union catalogue's service: loads, look-ups, quarantine and the data-quality report.
+
+The only code that writes the catalogue's tables (with ingest.py, which it drives).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, cast
+
+from sqlalchemy import func, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+from consortia.accounts.roles import Principal
+from consortia.catalog import ingest
+from consortia.catalog.models import (
+    Cluster,
+    Holding,
+    LoadBatch,
+    QuarantinedRecord,
+    SourceRecord,
+)
+from consortia.db import get_engine, session_scope
+from consortia.errors import Forbidden, Invalid, NotFound
+from consortia.events import service as events
+from consortia.members.models import Member, Region
+
+
+@contextmanager
+def _connection() -> Iterator[Connection]:
+    with get_engine().connect() as conn:
+        yield conn
+
+
+def load_files(
+    actor: Principal,
+    member_code: str,
+    paths: list[Path],
+    *,
+    format: str = "auto",
+    encoding: str = "auto",
+    flavour: str = "auto",
+    replace: bool = False,
+    workers: int | None = None,
+    batch_id: int | None = None,
+    progress: Callable[[int, int, int], None] | None = None,
+) -> ingest.LoadSummary:
+    """Load files for a member (each batch commits on its own: a crash keeps what was done)."""
+    return ingest.ingest_files(
+        _connection,
+        member_code,
+        paths,
+        format=format,
+        encoding=encoding,
+        flavour=flavour,
+        replace=replace,
+        actor=actor.label,
+        workers=workers,
+        batch_id=batch_id,
+        progress=progress,
+    )
+
+
+def queue_upload(
+    session: Session,
+    actor: Principal,
+    member_code: str,
+    filename: str,
+    data: bytes,
+    *,
+    format: str = "auto",
+    encoding: str = "auto",
+    replace: bool = False,
+    upload_dir: Path,
+) -> LoadBatch:
+    """Keep an uploaded file and create its batch; a background job loads it."""
+    ingest._check_options(format, encoding, "auto")
+    member = session.scalar(select(Member).where(Member.code == member_code))
+    if member is None:
+        raise NotFound("Unknown member code: {code}", field="member", code=member_code)
+    if not actor.may_act_for(member.id):
+        raise Forbidden("You may load records only for your own library")
+    if not data:
+        raise Invalid("file: the upload is empty", field="file")
+    batch = LoadBatch(
+        member_id=member.id,
+        filename=Path(filename).name[:500] or "upload",
+        format=format,
+        encoding=encoding,
+        replace=replace,
+        actor=actor.label,
+        status="queued",
+        counts={},
+        bytes_total=len(data),
+    )
+    session.add(batch)
+    session.flush()
+    upload_dir.mkdir(parents=True, exist_ok=True)
+    (upload_dir / f"batch-{batch.id}.dat").write_bytes(data)
+    events.record(
+        session,
+        actor,
+        "catalog.upload_queued",
+        "load_batch",
+        batch.id,
+        {"member": member_code, "filename": batch.filename, "bytes": len(data)},
+        member_id=member.id,
+    )
+    return batch
+
+
+def run_batch(batch_id: int, upload_dir: Path) -> ingest.LoadSummary:
+    """Load a queued upload (the background job's body). Safe to run again after a crash."""
+    with session_scope() as session:
+        row = session.execute(
+            select(LoadBatch, Member.code)
+            .join(Member, Member.id == LoadBatch.member_id)
+            .where(LoadBatch.id == batch_id)
+        ).first()
+    if row is None:
+        raise NotFound("Unknown load batch: {id}", field="batch", id=batch_id)
+    batch, code = row
+    path = upload_dir / f"batch-{batch_id}.dat"
+    return ingest.ingest_files(
+        _connection,
+        code,
+        [path],
+        format=batch.format,
+        encoding=batch.encoding,
+        replace=batch.replace,
+        actor=batch.actor,
+        workers=1,
+        batch_id=batch_id,
+    )
+
+
+# ---------------------------------------------------------------------------- look-ups
+
+
+def stats(session: Session) -> dict[str, Any]:
+    return ingest.catalog_totals(session.connection())
+
+
+def _member_id(session: Session, code: str) -> int:
+    mid = session.scalar(select(Member.id).where(Member.code == code))
+    if mid is None:
+        raise NotFound("Unknown member code: {code}", field="member", code=code)
+    return int(mid)
+
+
+def cluster_of(session: Session, member_code: str, record_ids: list[str]) -> list[dict[str, Any]]:
+    """For each id: its cluster, the cluster's records and the rule that put it there."""
+    member_id = _member_id(session, member_code)
+    rows = {
+        r.record_id: r
+        for r in session.execute(
+            select(
+                SourceRecord.record_id,
+                SourceRecord.cluster_id,
+                SourceRecord.match_rule,
+                SourceRecord.match_score,
+                SourceRecord.deleted,
+            ).where(SourceRecord.member_id == member_id, SourceRecord.record_id.in_(record_ids))
+        )
+    }
+    cluster_ids = {r.cluster_id for r in rows.values() if r.cluster_id is not None}
+    records: dict[int, list[dict[str, str]]] = {c: [] for c in cluster_ids}
+    if cluster_ids:
+        for cid, code, rid in session.execute(
+            select(SourceRecord.cluster_id, Member.code, SourceRecord.record_id)
+            .join(Member, Member.id == SourceRecord.member_id)
+            .where(SourceRecord.cluster_id.in_(cluster_ids), SourceRecord.deleted.is_(False))
+            .order_by(Member.code, SourceRecord.record_id)
+        ):
+            records[cast(int, cid)].append({"member": code, "id": rid})
+    out = []
+    for rid in record_ids:
+        r = rows.get(rid)
+        cid = r.cluster_id if r is not None and not r.deleted else None
+        out.append(
+            {
+                "member": member_code,
+                "id": rid,
+                "cluster": cid,
+                "records": records.get(cid, []) if cid is not None else [],
+                "rule": r.match_rule if r is not None and cid is not None else None,
+                "score": r.match_score if r is not None and cid is not None else None,
+            }
+        )
+    return out
+
+
+def get_cluster(session: Session, cluster_id: int) -> dict[str, Any]:
+    cluster = session.get(Cluster, cluster_id)
+    if cluster is None:
+        raise NotFound("Unknown cluster: {id}", field="cluster", id=cluster_id)
+    sources = []
+    for sr, code, name_zh, name_en in session.execute(
+        select(SourceRecord, Member.code, Member.name_zh, Member.name_en)
+        .join(Member, Member.id == SourceRecord.member_id)
+        .where(SourceRecord.cluster_id == cluster_id, SourceRecord.deleted.is_(False))
+        .order_by(Member.code, SourceRecord.record_id)
+    ):
+        sources.append(
+            {
+                "source_id": sr.id,
+                "member": code,
+                "member_name_zh": name_zh,
+                "member_name_en": name_en,
+                "id": sr.record_id,
+                "flavour": sr.flavour,
+                "encoding": sr.encoding,
+                "rule": sr.match_rule,
+                "score": sr.match_score,
+                "detail": sr.match_detail,
+                "filename": sr.filename,
+                "loaded_at": sr.loaded_at.isoformat(),
+                "normalized": sr.normalized,
+            }
+        )
+    holdings = []
+    for h, code, name_zh, name_en, region, status in session.execute(
+        select(Holding, Member.code, Member.name_zh, Member.name_en, Region.code, Member.status)
+        .join(SourceRecord, SourceRecord.id == Holding.source_record_id)
+        .join(Member, Member.id == Holding.member_id)
+        .join(Region, Region.id == Member.region_id)
+        .where(SourceRecord.cluster_id == cluster_id, SourceRecord.deleted.is_(False))
+        .order_by(Member.code, Holding.call_number)
+    ):
+        holdings.append(
+            {
+                "member": code,
+                "member_name_zh": name_zh,
+                "member_name_en": name_en,
+                "region": region,
+                "member_status": status.value,
+                "barcode": h.barcode,
+                "call_number": h.call_number,
+                "location": h.location,
+                "status": h.status,
+            }
+        )
+    return {
+        "id": cluster.id,
+        "title": cluster.title,
+        "year": cluster.year,
+        "merged": cluster.merged,
+        "record_count": cluster.record_count,
+        "member_count": cluster.member_count,
+        "sources": sources,
+        "holdings": holdings,
+    }
+
+
+def source_record(session: Session, member_code: str, record_id: str) -> SourceRecord:
+    member_id = _member_id(session, member_code)
+    sr = session.scalar(
+        select(SourceRecord).where(
+            SourceRecord.member_id == member_id, SourceRecord.record_id == record_id
+        )
+    )
+    if sr is None:
+        raise NotFound(
+            "Unknown record {id} of {member}", field="id", id=record_id, member=member_code
+        )
+    return sr
+
+
+# ---------------------------------------------------------------------------- quality
+
+
+def quarantine(
+    session: Session,
+    member_code: str | None,
+    *,
+    include_resolved: bool = False,
+    offset: int = 0,
+    limit: int = 100,
+) -> dict[str, Any]:
+    stmt = select(QuarantinedRecord, Member.code).join(
+        Member, Member.id == QuarantinedRecord.member_id
+    )
+    if member_code:
+        stmt = stmt.where(QuarantinedRecord.member_id == _member_id(session, member_code))
+    if not include_resolved:
+        stmt = stmt.where(QuarantinedRecord.resolved_at.is_(None))
+    total = int(session.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
+    items = [
+        {
+            "id": q.id,
+            "member": code,
+            "filename": q.filename,
+            "offset": q.file_offset,
+            "record_id": q.record_id,
+            "reason": q.reason,
+            "bytes": len(q.raw),
+            "created_at": q.created_at.isoformat(),
+            "resolved": q.resolved_at is not None,
+        }
+        for q, code in session.execute(
+            stmt.order_by(QuarantinedRecord.id).offset(offset).limit(limit)
+        )
+    ]
+    return {"total": total, "items": items}
+
+
+def quarantined(session: Session, quarantine_id: int) -> QuarantinedRecord:
+    q = session.get(QuarantinedRecord, quarantine_id)
+    if q is None:
+        raise NotFound("Unknown quarantined record: {id}", field="id", id=quarantine_id)
+    return q
+
+
+def resubmit(
+    actor: Principal,
+    quarantine_id: int,
+    data: bytes | None = None,
+    *,
+    encoding: str = "auto",
+    format: str = "auto",
+) -> dict[str, Any]:
+    """Load a quarantined record again — as it was (e.g. with another encoding) or corrected.
+
+    When it loads, the quarantine entry is marked resolved; when it fails again, it stays and
+    the new failure is quarantined beside it with its reason.
+    """
+    with session_scope() as session:
+        row = session.execute(
+            select(QuarantinedRecord, Member.code)
+            .join(Member, Member.id == QuarantinedRecord.member_id)
+            .where(QuarantinedRecord.id == quarantine_id)
+        ).first()
+    if row is None:
+        raise NotFound("Unknown quarantined record: {id}", field="id", id=quarantine_id)
+    q, code = row
+    if not actor.may_act_for(q.member_id):
+        raise Forbidden("You may resubmit only your own library's records")
+    payload = data if data is not None else q.raw
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / (Path(q.filename).name or "resubmitted")
+        path.write_bytes(payload)
+        summary = ingest.ingest_files(
+            _connection,
+            code,
+            [path],
+            format=format,
+            encoding=encoding,
+            actor=actor.label,
+            workers=1,
+        )
+    loaded = (
+        summary.quarantined == 0
+        and (summary.added + summary.updated + summary.unchanged + summary.deleted) > 0
+    )
+    if loaded:
+        with get_engine().begin() as conn:
+            conn.execute(
+                update(QuarantinedRecord)
+                .where(QuarantinedRecord.id == quarantine_id)
+                .values(resolved_at=dt.datetime.now(dt.UTC))
+            )
+    return {"id": quarantine_id, "loaded": loaded, **summary.as_dict()}
+
+
+def duplicates_report(session: Session, member_code: str | None = None) -> list[dict[str, Any]]:
+    """Clusters holding more than one record of the same member: in-member duplicates."""
+    stmt = (
+        select(SourceRecord.cluster_id, SourceRecord.member_id, func.count())
+        .where(SourceRecord.deleted.is_(False), SourceRecord.cluster_id.is_not(None))
+        .group_by(SourceRecord.cluster_id, SourceRecord.member_id)
+        .having(func.count() > 1)
+    )
+    if member_code:
+        stmt = stmt.where(SourceRecord.member_id == _member_id(session, member_code))
+    groups = list(session.execute(stmt))
+    out = []
+    for cid, mid, n in groups:
+        ids = list(
+            session.scalars(
+                select(SourceRecord.record_id)
+                .where(
+                    SourceRecord.cluster_id == cid,
+                    SourceRecord.member_id == mid,
+                    SourceRecord.deleted.is_(False),
+                )
+                .order_by(SourceRecord.record_id)
+            )
+        )
+        code = session.scalar(select(Member.code).where(Member.id == mid))
+        title = session.scalar(select(Cluster.title).where(Cluster.id == cid))
+        out.append(
+            {"cluster": cid, "member": code, "title": title, "count": int(n), "records": ids}
+        )
+    return sorted(out, key=lambda d: (d["member"] or "", d["cluster"]))
