@@ -239,10 +239,10 @@ def _first(problems: list[Problem]) -> None:
 # --- writes ---------------------------------------------------------------------------------
 
 
-def _build(session: Session, actor: Principal, values: Mapping[str, Any]) -> Member:
+def _build(session: Session, region: Region, values: Mapping[str, Any]) -> Member:
     """A new Member from checked values; its centre is set by the caller."""
     columns = {k: v for k, v in values.items() if k not in ("region", "centre")}
-    member = Member(**columns, region=_region(session, actor, values["region"]))
+    member = Member(**columns, region=region)
     session.add(member)
     return member
 
@@ -261,7 +261,7 @@ def create_member(
     centre = _find(session, new.centre) if new.centre else None
     try:
         with session.begin_nested():  # a concurrent insert of the same code loses cleanly
-            member = _build(session, actor, values)
+            member = _build(session, _region(session, actor, values["region"]), values)
             member.centre = centre
             session.flush()
     except IntegrityError:
@@ -467,7 +467,15 @@ def import_rows(
         )
         raise ImportRefused(problems)
 
-    created = {new.code.upper(): _build(session, actor, values) for new, values in prepared}
+    regions: dict[str, Region] = {}
+    for _, values in prepared:
+        key = values["region"].lower()
+        if key not in regions:
+            regions[key] = _region(session, actor, values["region"])
+    created = {
+        new.code.upper(): _build(session, regions[values["region"].lower()], values)
+        for new, values in prepared
+    }
     session.flush()
     for new, _ in prepared:
         if new.centre:
