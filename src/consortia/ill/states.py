@@ -1,0 +1,487 @@
+"""The ILL state machines: pure tables, no database, no clock.
+
+Two machines describe one request, and ``ill/service.py`` keeps both in one transaction that
+also appends the event:
+
+1. **The lender's status** (``Status``) — the ISO 18626 status of the transaction with one
+   supplier (one row per lender of the rota). Only the *supplier* moves it, by the status it
+   reports in a SupplyingAgencyMessage (or, when the hub is the supplier network, by the lending
+   member's staff through the same function):
+
+       next_supplier_status(service_type, current, reported) -> Status
+
+   The lender's status starts at ``RequestReceived`` when the Request was confirmed. A status
+   equal to the current one is a repeat (a StatusRequestResponse, a RenewResponse keeping the
+   loan, a retried message) and is accepted without change, also in a terminal status.
+
+2. **The requester's actions** (``RequesterAction``, ISO 18626 ``type_action``) are checked
+   against the lender's status; they never change it by themselves — the supplier answers
+   (``Outcome.expects``) and its answer moves the status:
+
+       apply_requester_action(service_type, current_status, action) -> Outcome
+
+3. **The hub's view of the reader's request** (``RequestState``): what the reader and the
+   requesting library see, across the whole rota. It moves by ``HubEvent``s:
+
+       next_request_state(service_type, state, event) -> RequestState
+       hub_event_for_status(service_type, previous, status) -> HubEvent | None
+
+   ========================  =====================================================  ==========
+   state                     meaning                                                moved by
+   ========================  =====================================================  ==========
+   Submitted                 created by reader or staff, not yet checked            —
+   Routing                   eligible, rota built; waiting to go to the next lender VALIDATED,
+                             (also after a lender said no or let the request         LENDER_
+                             expire)                                                 DECLINED
+   Sent                      one lender of the rota holds it (the service keeps     SENT
+                             which one: the lender index)
+   Shipped                   the lender supplied: Loaned (loan) / CopyCompleted     SHIPPED
+                             (copy, the document was delivered)
+   Received                  the requester confirmed receipt (loans only; a copy    RECEIVED
+                             received is Completed)
+   Returned                  the requester shipped the loan back (ShippedReturn)    RETURNED
+   Completed (terminal)      LoanCompleted / CompletedWithoutReturn, or a copy      COMPLETED
+                             received
+   Unfilled (terminal)       no lender of the rota could supply                     ROTA_
+                                                                                    EXHAUSTED
+   Cancelled (terminal)      the requester cancelled and the lender (if any) agreed CANCELLED
+   ========================  =====================================================  ==========
+
+   ISO 18626 supplier statuses map to hub events by ``hub_event_for_status``: Unfilled and
+   RetryPossible → LENDER_DECLINED (the hub does not negotiate retries; it tries the next lender),
+   Loaned / CopyCompleted → SHIPPED, LoanCompleted / CompletedWithoutReturn → COMPLETED,
+   Cancelled → CANCELLED; the others (ExpectToSupply, WillSupply, Overdue, Recalled, ...) leave
+   the hub's state as it is. A lender's time-out (a timer in the service) is LENDER_DECLINED too.
+
+Every refusal is ``IllegalTransition`` (a ``Conflict``) naming the state and the action; an
+action the hub does not implement at all is ``UnsupportedAction``. Terminal states never change.
+
+Loans and copies differ: a Copy never becomes Loaned, Overdue, Recalled, HoldReturn,
+ReleaseHoldReturn or LoanCompleted, and a Loan never becomes CopyCompleted. CopyOrLoan allows
+either branch until the supplier picks one (``effective_service_type`` tells which it took).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from consortia.errors import Conflict
+
+MSG_ILLEGAL = "{action} is not allowed when the request is {state}"
+MSG_UNSUPPORTED = "The action {action} is not supported"
+
+
+class ServiceType(enum.StrEnum):
+    """ISO 18626 ``type_serviceType``."""
+
+    LOAN = "Loan"
+    COPY = "Copy"
+    COPY_OR_LOAN = "CopyOrLoan"
+
+
+class Status(enum.StrEnum):
+    """ISO 18626 ``type_status`` (2017 and 2021; HoldReturn and ReleaseHoldReturn are 2021)."""
+
+    REQUEST_RECEIVED = "RequestReceived"
+    EXPECT_TO_SUPPLY = "ExpectToSupply"
+    WILL_SUPPLY = "WillSupply"
+    LOANED = "Loaned"
+    OVERDUE = "Overdue"
+    RECALLED = "Recalled"
+    RETRY_POSSIBLE = "RetryPossible"
+    UNFILLED = "Unfilled"
+    HOLD_RETURN = "HoldReturn"
+    RELEASE_HOLD_RETURN = "ReleaseHoldReturn"
+    COPY_COMPLETED = "CopyCompleted"
+    LOAN_COMPLETED = "LoanCompleted"
+    COMPLETED_WITHOUT_RETURN = "CompletedWithoutReturn"
+    CANCELLED = "Cancelled"
+
+
+class RequesterAction(enum.StrEnum):
+    """ISO 18626 ``type_action`` (2017 and 2021; HoldReturn and Lost are 2021)."""
+
+    STATUS_REQUEST = "StatusRequest"
+    RECEIVED = "Received"
+    CANCEL = "Cancel"
+    RENEW = "Renew"
+    SHIPPED_RETURN = "ShippedReturn"
+    SHIPPED_FORWARD = "ShippedForward"
+    NOTIFICATION = "Notification"
+    HOLD_RETURN = "HoldReturn"
+    LOST = "Lost"
+
+
+class SupplierMessageReason(enum.StrEnum):
+    """ISO 18626 ``type_reasonForMessage``."""
+
+    REQUEST_RESPONSE = "RequestResponse"
+    STATUS_REQUEST_RESPONSE = "StatusRequestResponse"
+    RENEW_RESPONSE = "RenewResponse"
+    CANCEL_RESPONSE = "CancelResponse"
+    STATUS_CHANGE = "StatusChange"
+    NOTIFICATION = "Notification"
+
+
+class RequestState(enum.StrEnum):
+    """The hub's view of a reader's request across the rota (see the module docstring)."""
+
+    SUBMITTED = "Submitted"
+    ROUTING = "Routing"
+    SENT = "Sent"
+    SHIPPED = "Shipped"
+    RECEIVED = "Received"
+    RETURNED = "Returned"
+    COMPLETED = "Completed"
+    UNFILLED = "Unfilled"
+    CANCELLED = "Cancelled"
+
+
+class HubEvent(enum.StrEnum):
+    """What moves a ``RequestState``."""
+
+    VALIDATED = "validated"  # eligible, rota built
+    SENT = "sent"  # the current lender has the request (RequestConfirmation OK / local queue)
+    LENDER_DECLINED = "lender_declined"  # Unfilled, RetryPossible, or the lender's time-out
+    ROTA_EXHAUSTED = "rota_exhausted"  # no lender left to try
+    SHIPPED = "shipped"  # Loaned / CopyCompleted
+    RECEIVED = "received"  # requester's Received
+    RETURNED = "returned"  # requester's ShippedReturn
+    COMPLETED = "completed"  # LoanCompleted / CompletedWithoutReturn
+    CANCELLED = "cancelled"  # cancelled by the requester (and agreed by the lender, if any)
+
+
+class IllegalTransition(Conflict):
+    """An action or status change that the current state does not allow; nothing changed."""
+
+    code = "illegal_transition"
+
+    def __init__(self, state: str, action: str) -> None:
+        self.state = str(state)
+        self.action = str(action)
+        super().__init__(MSG_ILLEGAL, state=self.state, action=self.action)
+
+
+class UnsupportedAction(Conflict):
+    """A valid ISO 18626 action this hub does not implement (maps to UnsupportedActionType)."""
+
+    code = "unsupported_action"
+
+    def __init__(self, action: str) -> None:
+        self.action = str(action)
+        super().__init__(MSG_UNSUPPORTED, action=self.action)
+
+
+TERMINAL: frozenset[Status] = frozenset(
+    {
+        Status.UNFILLED,
+        Status.COPY_COMPLETED,
+        Status.LOAN_COMPLETED,
+        Status.COMPLETED_WITHOUT_RETURN,
+        Status.CANCELLED,
+    }
+)
+TERMINAL_REQUEST_STATES: frozenset[RequestState] = frozenset(
+    {RequestState.COMPLETED, RequestState.UNFILLED, RequestState.CANCELLED}
+)
+INITIAL_STATUS = Status.REQUEST_RECEIVED
+LOAN_ONLY: frozenset[Status] = frozenset(
+    {
+        Status.LOANED,
+        Status.OVERDUE,
+        Status.RECALLED,
+        Status.HOLD_RETURN,
+        Status.RELEASE_HOLD_RETURN,
+        Status.LOAN_COMPLETED,
+    }
+)
+COPY_ONLY: frozenset[Status] = frozenset({Status.COPY_COMPLETED})
+# The item is with the requester (a loan between shipping and completion).
+ON_LOAN: frozenset[Status] = frozenset(
+    {
+        Status.LOANED,
+        Status.OVERDUE,
+        Status.RECALLED,
+        Status.HOLD_RETURN,
+        Status.RELEASE_HOLD_RETURN,
+    }
+)
+# Nothing has been shipped yet.
+BEFORE_SUPPLY: frozenset[Status] = frozenset(
+    {
+        Status.REQUEST_RECEIVED,
+        Status.EXPECT_TO_SUPPLY,
+        Status.WILL_SUPPLY,
+        Status.RETRY_POSSIBLE,
+    }
+)
+
+S = Status
+_ENDINGS_BEFORE_SUPPLY = {S.RETRY_POSSIBLE, S.UNFILLED, S.CANCELLED}
+_LOAN_ENDINGS = {S.LOAN_COMPLETED, S.COMPLETED_WITHOUT_RETURN}
+
+# Supplier-reported status changes of a loan (current -> allowed new statuses).
+_LOAN: dict[Status, frozenset[Status]] = {
+    S.REQUEST_RECEIVED: frozenset(
+        {S.EXPECT_TO_SUPPLY, S.WILL_SUPPLY, S.LOANED} | _ENDINGS_BEFORE_SUPPLY
+    ),
+    S.EXPECT_TO_SUPPLY: frozenset({S.WILL_SUPPLY, S.LOANED} | _ENDINGS_BEFORE_SUPPLY),
+    S.WILL_SUPPLY: frozenset({S.LOANED} | _ENDINGS_BEFORE_SUPPLY),
+    # RetryPossible waits for the requester's Retry request; the supplier may still give up.
+    S.RETRY_POSSIBLE: frozenset({S.UNFILLED, S.CANCELLED}),
+    S.LOANED: frozenset({S.OVERDUE, S.RECALLED, S.HOLD_RETURN} | _LOAN_ENDINGS),
+    # An overdue loan that is renewed is Loaned again.
+    S.OVERDUE: frozenset({S.LOANED, S.RECALLED, S.HOLD_RETURN} | _LOAN_ENDINGS),
+    S.RECALLED: frozenset({S.OVERDUE} | _LOAN_ENDINGS),
+    S.HOLD_RETURN: frozenset({S.RELEASE_HOLD_RETURN} | _LOAN_ENDINGS),
+    S.RELEASE_HOLD_RETURN: frozenset({S.OVERDUE, S.RECALLED} | _LOAN_ENDINGS),
+}
+_COPY: dict[Status, frozenset[Status]] = {
+    S.REQUEST_RECEIVED: frozenset(
+        {S.EXPECT_TO_SUPPLY, S.WILL_SUPPLY, S.COPY_COMPLETED} | _ENDINGS_BEFORE_SUPPLY
+    ),
+    S.EXPECT_TO_SUPPLY: frozenset({S.WILL_SUPPLY, S.COPY_COMPLETED} | _ENDINGS_BEFORE_SUPPLY),
+    S.WILL_SUPPLY: frozenset({S.COPY_COMPLETED} | _ENDINGS_BEFORE_SUPPLY),
+    S.RETRY_POSSIBLE: frozenset({S.UNFILLED, S.CANCELLED}),
+}
+
+
+def _union(
+    a: Mapping[Status, frozenset[Status]], b: Mapping[Status, frozenset[Status]]
+) -> dict[Status, frozenset[Status]]:
+    return {k: a.get(k, frozenset()) | b.get(k, frozenset()) for k in set(a) | set(b)}
+
+
+SUPPLIER_TRANSITIONS: dict[ServiceType, dict[Status, frozenset[Status]]] = {
+    ServiceType.LOAN: _LOAN,
+    ServiceType.COPY: _COPY,
+    ServiceType.COPY_OR_LOAN: _union(_LOAN, _COPY),
+}
+
+
+def reachable_statuses(service_type: ServiceType) -> frozenset[Status]:
+    """Every status a lender's transaction of this service type can ever be in."""
+    table = SUPPLIER_TRANSITIONS[service_type]
+    seen = {INITIAL_STATUS}
+    todo = [INITIAL_STATUS]
+    while todo:
+        for nxt in table.get(todo.pop(), frozenset()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return frozenset(seen)
+
+
+def next_supplier_status(service_type: ServiceType, current: Status, new_status: Status) -> Status:
+    """The lender's status after it reports ``new_status``; ``IllegalTransition`` if it may not.
+
+    A repeat of the current status is accepted and changes nothing.
+    """
+    service_type, current, new_status = (
+        ServiceType(service_type),
+        Status(current),
+        Status(new_status),
+    )
+    if new_status == current:
+        return current
+    if new_status in SUPPLIER_TRANSITIONS[service_type].get(current, frozenset()):
+        return new_status
+    raise IllegalTransition(current.value, new_status.value)
+
+
+def effective_service_type(service_type: ServiceType, status: Status) -> ServiceType:
+    """For CopyOrLoan, which branch the supplier took once it is known."""
+    if service_type is not ServiceType.COPY_OR_LOAN:
+        return service_type
+    if status in LOAN_ONLY:
+        return ServiceType.LOAN
+    if status in COPY_ONLY:
+        return ServiceType.COPY
+    return service_type
+
+
+# ----------------------------------------------------------------------------- requester actions
+
+SUPPORTED_ACTIONS: frozenset[RequesterAction] = frozenset(
+    {
+        RequesterAction.STATUS_REQUEST,
+        RequesterAction.RECEIVED,
+        RequesterAction.CANCEL,
+        RequesterAction.RENEW,
+        RequesterAction.SHIPPED_RETURN,
+        RequesterAction.NOTIFICATION,
+    }
+)
+
+_ANY = frozenset(Status)
+_A = RequesterAction
+# Where each action is allowed, per service type.
+_ACTIONS_LOAN: dict[RequesterAction, frozenset[Status]] = {
+    _A.STATUS_REQUEST: _ANY,
+    _A.NOTIFICATION: _ANY,
+    _A.CANCEL: BEFORE_SUPPLY,
+    _A.RENEW: frozenset({S.LOANED, S.OVERDUE}),
+    _A.RECEIVED: ON_LOAN,
+    # Held items must stay with the requester until the supplier releases the hold.
+    _A.SHIPPED_RETURN: ON_LOAN - {S.HOLD_RETURN},
+}
+_ACTIONS_COPY: dict[RequesterAction, frozenset[Status]] = {
+    _A.STATUS_REQUEST: _ANY,
+    _A.NOTIFICATION: _ANY,
+    _A.CANCEL: BEFORE_SUPPLY,
+    _A.RENEW: frozenset(),
+    _A.RECEIVED: frozenset({S.COPY_COMPLETED}),
+    _A.SHIPPED_RETURN: frozenset(),
+}
+REQUESTER_ACTIONS: dict[ServiceType, dict[RequesterAction, frozenset[Status]]] = {
+    ServiceType.LOAN: _ACTIONS_LOAN,
+    ServiceType.COPY: _ACTIONS_COPY,
+    ServiceType.COPY_OR_LOAN: {a: _ACTIONS_LOAN[a] | _ACTIONS_COPY[a] for a in _ACTIONS_LOAN},
+}
+
+# The supplier's answer each action calls for (None: just the confirmation).
+EXPECTED_REPLY: dict[RequesterAction, SupplierMessageReason | None] = {
+    _A.STATUS_REQUEST: SupplierMessageReason.STATUS_REQUEST_RESPONSE,
+    _A.CANCEL: SupplierMessageReason.CANCEL_RESPONSE,
+    _A.RENEW: SupplierMessageReason.RENEW_RESPONSE,
+    _A.RECEIVED: None,
+    _A.SHIPPED_RETURN: None,
+    _A.NOTIFICATION: None,
+}
+_ACTION_EVENT: dict[RequesterAction, HubEvent | None] = {
+    _A.RECEIVED: HubEvent.RECEIVED,
+    _A.SHIPPED_RETURN: HubEvent.RETURNED,
+    # Cancel moves the hub's state only once the lender agrees (CancelResponse Y -> Cancelled).
+    _A.CANCEL: None,
+    _A.RENEW: None,
+    _A.STATUS_REQUEST: None,
+    _A.NOTIFICATION: None,
+}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an accepted requester action means.
+
+    ``status``: the lender's status, unchanged (only the supplier changes it);
+    ``expects``: the SupplyingAgencyMessage reason the lender owes in reply, if any;
+    ``hub_event``: the event to apply to the hub's ``RequestState`` now, if any.
+    """
+
+    action: RequesterAction
+    status: Status
+    expects: SupplierMessageReason | None
+    hub_event: HubEvent | None
+
+
+def apply_requester_action(
+    service_type: ServiceType, current_status: Status, action: RequesterAction
+) -> Outcome:
+    """Check a requester action against the lender's status.
+
+    ``UnsupportedAction`` for ShippedForward, HoldReturn and Lost (not offered by this hub);
+    ``IllegalTransition`` naming the status and the action when the status does not allow it.
+    """
+    service_type, current_status, action = (
+        ServiceType(service_type),
+        Status(current_status),
+        RequesterAction(action),
+    )
+    if action not in SUPPORTED_ACTIONS:
+        raise UnsupportedAction(action.value)
+    if current_status not in REQUESTER_ACTIONS[service_type][action]:
+        raise IllegalTransition(current_status.value, action.value)
+    return Outcome(action, current_status, EXPECTED_REPLY[action], _ACTION_EVENT[action])
+
+
+def allowed_actions(service_type: ServiceType, status: Status) -> list[RequesterAction]:
+    """The requester actions the status allows, in ISO 18626 order (for menus and the API)."""
+    table = REQUESTER_ACTIONS[ServiceType(service_type)]
+    return [a for a in RequesterAction if a in table and Status(status) in table[a]]
+
+
+# ----------------------------------------------------------------------------- the hub's view
+
+R = RequestState
+E = HubEvent
+_HUB_COMMON: dict[RequestState, dict[HubEvent, RequestState]] = {
+    R.SUBMITTED: {
+        E.VALIDATED: R.ROUTING,
+        E.ROTA_EXHAUSTED: R.UNFILLED,  # no member holds it, or it is not eligible
+        E.CANCELLED: R.CANCELLED,
+    },
+    R.ROUTING: {E.SENT: R.SENT, E.ROTA_EXHAUSTED: R.UNFILLED, E.CANCELLED: R.CANCELLED},
+    R.SENT: {
+        E.LENDER_DECLINED: R.ROUTING,
+        E.SHIPPED: R.SHIPPED,
+        E.CANCELLED: R.CANCELLED,
+    },
+}
+_HUB_LOAN: dict[RequestState, dict[HubEvent, RequestState]] = {
+    **_HUB_COMMON,
+    R.SHIPPED: {
+        E.RECEIVED: R.RECEIVED,
+        E.RETURNED: R.RETURNED,  # returned before its receipt was recorded
+        E.COMPLETED: R.COMPLETED,  # e.g. CompletedWithoutReturn (lost in transit)
+    },
+    R.RECEIVED: {E.RETURNED: R.RETURNED, E.COMPLETED: R.COMPLETED},
+    R.RETURNED: {E.COMPLETED: R.COMPLETED},
+}
+_HUB_COPY: dict[RequestState, dict[HubEvent, RequestState]] = {
+    **_HUB_COMMON,
+    # A delivered copy is done once received (or when the lender closes it).
+    R.SHIPPED: {E.RECEIVED: R.COMPLETED, E.COMPLETED: R.COMPLETED},
+}
+REQUEST_TRANSITIONS: dict[ServiceType, dict[RequestState, dict[HubEvent, RequestState]]] = {
+    ServiceType.LOAN: _HUB_LOAN,
+    ServiceType.COPY: _HUB_COPY,
+    # Until shipped, CopyOrLoan is the common part; after, pass effective_service_type().
+    ServiceType.COPY_OR_LOAN: _HUB_LOAN,
+}
+
+
+def next_request_state(
+    service_type: ServiceType, state: RequestState, event: HubEvent
+) -> RequestState:
+    """The hub's request state after ``event``; ``IllegalTransition`` if the state refuses it."""
+    service_type, state, event = ServiceType(service_type), RequestState(state), HubEvent(event)
+    nxt = REQUEST_TRANSITIONS[service_type].get(state, {}).get(event)
+    if nxt is None:
+        raise IllegalTransition(state.value, event.value)
+    return nxt
+
+
+_STATUS_EVENT: dict[Status, HubEvent] = {
+    S.UNFILLED: E.LENDER_DECLINED,
+    S.RETRY_POSSIBLE: E.LENDER_DECLINED,
+    S.LOANED: E.SHIPPED,
+    S.COPY_COMPLETED: E.SHIPPED,
+    S.LOAN_COMPLETED: E.COMPLETED,
+    S.COMPLETED_WITHOUT_RETURN: E.COMPLETED,
+    S.CANCELLED: E.CANCELLED,
+}
+
+
+def hub_event_for_status(
+    service_type: ServiceType, previous: Status | None, status: Status
+) -> HubEvent | None:
+    """The hub event a lender's status change ``previous`` -> ``status`` means, or None.
+
+    ``previous`` is None for the lender's first answer. A repeated status means nothing, and a
+    renewed loan (Overdue -> Loaned) is not shipped again. Apply the event only when the lender
+    is the request's current one: a former lender's late messages do not move the hub's state.
+    """
+    service_type, status = ServiceType(service_type), Status(status)
+    prev = Status(previous) if previous is not None else None
+    if prev == status:
+        return None
+    if service_type is ServiceType.COPY and status in LOAN_ONLY:
+        return None
+    if service_type is ServiceType.LOAN and status in COPY_ONLY:
+        return None
+    event = _STATUS_EVENT.get(status)
+    if event is HubEvent.SHIPPED and prev in ON_LOAN:
+        return None
+    return event
