@@ -7,6 +7,8 @@ import datetime as dt
 from typing import Any
 
 import pytest
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
 from fastapi.testclient import TestClient
 from httpx import Response
 from lxml import html as lhtml
@@ -385,3 +387,43 @@ def test_stylesheet_has_focus_styles_and_a_cjk_font_stack(client: TestClient) ->
     assert "Noto Sans CJK SC" in css and "Microsoft YaHei" in css and "PingFang SC" in css
     assert "@media (max-width" in css
     assert "http://" not in css and "https://" not in css and "@import" not in css
+
+
+def test_a_page_that_needs_sign_in_shows_the_form_and_returns_after(
+    monkeypatch: pytest.MonkeyPatch, db_url: str, users: dict[Role, str]
+) -> None:
+    """An HTML page for staff only: nobody gets the sign-in form (401) that leads back to it."""
+    import consortia.web.pages as pages
+    from consortia.web.app import create_app
+    from consortia.web.deps import allow
+
+    staff_pages = APIRouter()
+    staff_pages.include_router(pages.router)
+
+    @staff_pages.get("/queue")
+    def queue(request: Request, principal: Any = allow(Role.library_staff)) -> HTMLResponse:
+        return HTMLResponse(f"<p>queue of {principal.member_code}</p>")
+
+    monkeypatch.setattr(pages, "router", staff_pages)
+    with TestClient(create_app(run_migrations=False)) as client:
+        r = client.get("/queue?state=new", headers=ZH)
+        assert r.status_code == 401
+        doc = page(r)
+        assert text_of(doc.xpath("//*[@role='alert']")[0]) == "请先登录"
+        assert doc.xpath("//input[@name='next']/@value") == ["/queue?state=new"]
+        r = client.post(
+            "/login",
+            data={
+                "username": "staff",
+                "password": PASSWORD,
+                "csrf_token": client.cookies["consortia_csrf"],
+                "next": "/queue?state=new",
+            },
+        )
+        assert r.status_code == 200 and r.text == "<p>queue of CN-TEST</p>", (r.url, r.text[:300])
+        # Signed in with a role the page does not declare: refused, in the reader's language.
+        client.cookies.clear()
+        login(client, "reader")
+        r = client.get("/queue", headers=EN)
+        assert r.status_code == 403
+        assert text_of(page(r).xpath("//*[@role='alert']")[0]) == "Your role may not do this"

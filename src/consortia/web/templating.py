@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy import inspect as sa_inspect
 
 from consortia.i18n import LANGUAGES, gettext
 from consortia.settings import get_settings
@@ -67,6 +68,20 @@ def _resolve_principal_for_page(request: Request) -> None:
         request.state.csrf_token = resolved.csrf_token
 
 
+def _display_name(request: Request) -> str:
+    """The signed-in person's name without touching the database: error pages render after the
+    request's session was rolled back and closed, when the ORM user can no longer load."""
+    principal = getattr(request.state, "principal", None)
+    user = getattr(request.state, "user", None)
+    if user is not None:
+        name = sa_inspect(user).dict.get("display_name")
+        if name:
+            return str(name)
+    if principal is None:
+        return ""
+    return str(principal.label).split(":", 1)[-1]
+
+
 def render(
     request: Request, template: str, context: dict[str, Any] | None = None, status: int = 200
 ) -> HTMLResponse:
@@ -97,7 +112,7 @@ def render(
         "language_names": LANGUAGE_NAMES,
         "switch_language_url": lambda code: switch_language_url(request, code),
         "principal": getattr(request.state, "principal", None),
-        "user": getattr(request.state, "user", None),
+        "display_name": _display_name(request),
         "csrf_token": csrf,
         "consortium_name": settings.consortium_name_zh
         if lang == "zh-CN"
