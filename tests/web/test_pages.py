@@ -427,3 +427,20 @@ def test_a_page_that_needs_sign_in_shows_the_form_and_returns_after(
         r = client.get("/queue", headers=EN)
         assert r.status_code == 403
         assert text_of(page(r).xpath("//*[@role='alert']")[0]) == "Your role may not do this"
+
+
+def test_every_stored_value_has_a_label() -> None:
+    """A new member type, sector, status or role needs its label (and so its translations)."""
+    from consortia.members.models import MemberStatus as Status
+    from consortia.web.templating import env
+
+    labels = env.get_template("_labels.html").make_module({"_": lambda s, **kw: s})
+    for name, enum in [
+        ("MEMBER_TYPE", MemberType),
+        ("SECTOR", Sector),
+        ("STATUS", Status),
+        ("ROLE", Role),
+    ]:
+        table = getattr(labels, name)
+        assert set(table) == {e.value for e in enum}, name
+        assert all(table.values()), name
