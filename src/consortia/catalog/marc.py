@@ -379,7 +379,7 @@ def _decode_iso(chunk: bytes, offset: int, encoding: str, flavour: str) -> ReadR
     body = chunk[base:data_end]
     if enc == "auto":
         enc = _detect_encoding(leader, body, flav, chunk, spans, warnings)
-    fields, enc = _decode_fields(chunk, spans, enc, warnings)
+    fields, enc = _decode_fields(chunk, spans, enc, warnings, auto=encoding == "auto")
     record = Record()
     record.leader = Leader(leader)
     record.fields = fields
@@ -542,7 +542,12 @@ def _make_field(tag: str, text: str, warnings: list[str]) -> Field:
 
 
 def _decode_fields(
-    chunk: bytes, spans: list[tuple[str, int, int]], enc: str, warnings: list[str]
+    chunk: bytes,
+    spans: list[tuple[str, int, int]],
+    enc: str,
+    warnings: list[str],
+    *,
+    auto: bool = False,
 ) -> tuple[list[Field], str]:
     """Decode every field; returns the fields and the encoding actually used.
 
@@ -556,7 +561,7 @@ def _decode_fields(
         except UnicodeDecodeError as exc:
             where = _locate(chunk, spans, exc)
             body = chunk[spans[0][1] : len(chunk) - 1] if spans else b""
-            if codec == "utf-8" and _looks_gbk(body):
+            if auto and codec == "utf-8" and _looks_gbk(body):
                 warnings.append("leader/09 says UTF-8 but the data is GBK; read as GB 18030")
                 return _decode_fields(chunk, spans, "gb18030", warnings)
             raise _Bad(

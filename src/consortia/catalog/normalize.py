@@ -42,6 +42,7 @@ _TRAIL = " /:;,=\u3000：／；＝，、"
 # non-sort markers (NSB/NSE as C1 controls, used in UNIMARC and some MARC21 exports)
 _NONSORT = dict.fromkeys(map(ord, "\x88\x89\x98\x9c"), None)
 _END = _TRAIL + ".。]"
+_LEAD = _TRAIL + "["
 _SPACES = re.compile(r"\s+")
 
 
@@ -59,7 +60,7 @@ def clean(text: str | None) -> str:
     # the common case costs a few C-level checks: nothing to strip
     if (
         t[-1] not in _END
-        and t[0] != "["
+        and t[0] not in _LEAD
         and "  " not in t
         and ("\x88" not in t and "\x98" not in t and "\x89" not in t and "\x9c" not in t)
         and "\n" not in t
@@ -68,7 +69,7 @@ def clean(text: str | None) -> str:
         return t
     if "\x88" in t or "\x98" in t or "\x89" in t or "\x9c" in t:
         t = t.translate(_NONSORT).strip()
-    t = t.rstrip(_TRAIL)
+    t = t.rstrip(_TRAIL).lstrip(_TRAIL)
     if t.endswith("。"):
         t = t[:-1].rstrip(_TRAIL)
     elif t.endswith("."):
@@ -392,7 +393,7 @@ _RELATOR_TERMS = (
     # longest first: 编译 before 编, 主编 before 编, 译著 is a translator
     ("编译", "translator"), ("编著", "author"), ("主编", "editor"), ("编纂", "compiler"),
     ("编选", "compiler"), ("译注", "translator"), ("译著", "translator"), ("选编", "compiler"),
-    ("改编", "adapter"), ("校注", "annotator"), ("校点", "editor"), ("注释", "annotator"),
+    ("改编", "adapter"), ("主办", "sponsor"), ("校注", "annotator"), ("校点", "editor"), ("注释", "annotator"),
     ("绘图", "illustrator"), ("摄影", "photographer"), ("口述", "author"), ("撰文", "author"),
     ("著", "author"), ("撰", "author"), ("编", "editor"), ("译", "translator"),
     ("绘", "illustrator"),
@@ -839,7 +840,9 @@ def _unimarc(by_tag: dict[str, list[Field]], leader: str, record_id: str) -> Nor
             else:
                 a = clean(_first(f, "a"))
                 b = clean(_first(f, "b"))
-                nm = f"{a}, {b}" if a and b else (a or b)
+                # a Chinese name split into $a surname and $b given name is written as one word
+                sep = "" if _has_cjk(a[-1:]) and _has_cjk(b[:1]) else ", "
+                nm = f"{a}{sep}{b}" if a and b else (a or b)
                 k = kind
             if not nm:
                 continue
