@@ -41,7 +41,7 @@ def results(path: Path | bytes, **kw: Any) -> list[ReadResult | ReadFailure]:
 
 
 def fields_of(record: pymarc.Record) -> list[tuple[Any, ...]]:
-    """A record's fields as plain tuples, text in NFC (yaz leaves MARC-8 combining marks decomposed)."""
+    """A record's fields as plain tuples, text in NFC (yaz leaves MARC-8 marks decomposed)."""
     out: list[tuple[Any, ...]] = []
     for f in record.fields:
         if f.control_field:
@@ -246,48 +246,54 @@ def test_encoding_override_reads_a_mislabelled_file() -> None:
 # copied into tests/data/marc/bad. Counts verified with yaz-marcdump and by inspection:
 # "missing 001" counts equal the records yaz shows without a 001 (or with an empty one).
 
+NO_001 = "missing 001 (record identifier)"
+OL = "openlibrary_openlibrary__catalog__marc__tests__test_data__"
+OL_ADD = "openlibrary_openlibrary__catalog__add_book__tests__test_data__"
+EG = "evergreen_Open-ILS__tests__datasets__"
+
+
 BAD_FILES: dict[str, tuple[int, dict[str, int]]] = {
     # name: (records read, {reason before the first colon: failures})
-    "evergreen_Open-ILS__tests__datasets__lul_fre_100.mrc": (99, {"missing 001 (record identifier)": 1}),
+    EG + "lul_fre_100.mrc": (99, {NO_001: 1}),
     # yaz: 42 records, 28 with 001; one of those has a leader whose base address is not a number
-    "evergreen_Open-ILS__tests__datasets__oss.marc": (27, {"missing 001 (record identifier)": 14, "bad leader": 1}),
+    EG + "oss.marc": (27, {NO_001: 14, "bad leader": 1}),
     # 7 root records (yaz stops after the first: "junk after document element"); 3 have 001
-    "evergreen_Open-ILS__tests__datasets__serials_marc21.xml": (3, {"missing 001 (record identifier)": 4}),
-    "evergreen_concerto_bibs_booking.xml": (0, {"missing 001 (record identifier)": 2}),
-    "evergreen_concerto_bibs_ebook_api.xml": (0, {"missing 001 (record identifier)": 4}),
+    EG + "serials_marc21.xml": (3, {NO_001: 4}),
+    "evergreen_concerto_bibs_booking.xml": (0, {NO_001: 2}),
+    "evergreen_concerto_bibs_ebook_api.xml": (0, {NO_001: 4}),
     "marc-perl_marc-charset__t__farsi.marc": (0, {"truncated": 1}),
     "marc-perl_marc-record__t__baddir.usmarc": (0, {"directory": 1}),
-    "marc-perl_marc-record__t__badind.usmarc": (0, {"missing 001 (record identifier)": 1}),
+    "marc-perl_marc-record__t__badind.usmarc": (0, {NO_001: 1}),
     # 6 records (yaz: 6, one with an empty 001), a stray 0x1D between two, one byte after the end
-    "marc-perl_marc-record__t__badldr.usmarc": (0, {"missing 001 (record identifier)": 6, "truncated": 1}),
-    "marc-perl_marc-record__t__sample1.usmarc": (0, {"missing 001 (record identifier)": 1}),
-    "marc-perl_marc-record__t__sample1eof.usmarc": (0, {"missing 001 (record identifier)": 1}),
+    "marc-perl_marc-record__t__badldr.usmarc": (0, {NO_001: 6, "truncated": 1}),
+    "marc-perl_marc-record__t__sample1.usmarc": (0, {NO_001: 1}),
+    "marc-perl_marc-record__t__sample1eof.usmarc": (0, {NO_001: 1}),
     "marc-perl_marc-xml__t__empty-record-2.xml": (0, {"not a MARC record": 1}),
     "marc-perl_marc-xml__t__empty-record.xml": (0, {"not a MARC record": 1}),
-    "marc-perl_marc-xml__t__end-of-stream.xml": (0, {"missing 001 (record identifier)": 1}),
-    "marc-perl_marc-xml__t__namespace.xml": (0, {"missing 001 (record identifier)": 1}),
-    "marc-perl_marc-xml__t__record.dat": (0, {"missing 001 (record identifier)": 1}),
-    "marc-perl_marc-xml__t__subfield0.xml": (0, {"missing 001 (record identifier)": 1}),
-    "openlibrary_openlibrary__catalog__add_book__tests__test_data__flatlandromanceo00abbouoft_meta.mrc": (0, {"missing 001 (record identifier)": 1}),
-    "openlibrary_openlibrary__catalog__add_book__tests__test_data__treatiseonhistor00dixo_meta.mrc": (0, {"missing 001 (record identifier)": 1}),
-    "openlibrary_openlibrary__catalog__marc__tests__test_data__bin_input__collingswood_520aa.mrc": (0, {"missing 001 (record identifier)": 1}),
-    "openlibrary_openlibrary__catalog__marc__tests__test_data__bin_input__collingswood_bad_008.mrc": (0, {"missing 001 (record identifier)": 1}),
-    "openlibrary_openlibrary__catalog__marc__tests__test_data__bin_input__flatlandromanceo00abbouoft_meta.mrc": (0, {"missing 001 (record identifier)": 1}),
-    "openlibrary_openlibrary__catalog__marc__tests__test_data__bin_input__henrywardbeecher00robauoft_meta.mrc": (0, {"missing 001 (record identifier)": 1}),
-    "openlibrary_openlibrary__catalog__marc__tests__test_data__bin_input__mytwocountries1954asto_meta.mrc": (0, {"missing 001 (record identifier)": 1}),
-    "openlibrary_openlibrary__catalog__marc__tests__test_data__bin_input__new_poganucpeoplethe00stowuoft_meta.mrc": (0, {"missing 001 (record identifier)": 1}),
-    "openlibrary_openlibrary__catalog__marc__tests__test_data__bin_input__poganucpeoplethe00stowuoft_meta.mrc": (0, {"missing 001 (record identifier)": 1}),
-    "openlibrary_openlibrary__catalog__marc__tests__test_data__bin_input__uoft_4351105_1626.mrc": (0, {"missing 001 (record identifier)": 1}),
-    "openlibrary_openlibrary__catalog__marc__tests__test_data__bin_input__upei_short_008.mrc": (0, {"directory": 1}),
-    "openlibrary_openlibrary__catalog__marc__tests__test_data__xml_input__flatlandromanceo00abbouoft_marc.xml": (0, {"missing 001 (record identifier)": 1}),
-    "openlibrary_openlibrary__catalog__marc__tests__test_data__xml_input__mytwocountries1954asto_marc.xml": (0, {"missing 001 (record identifier)": 1}),
+    "marc-perl_marc-xml__t__end-of-stream.xml": (0, {NO_001: 1}),
+    "marc-perl_marc-xml__t__namespace.xml": (0, {NO_001: 1}),
+    "marc-perl_marc-xml__t__record.dat": (0, {NO_001: 1}),
+    "marc-perl_marc-xml__t__subfield0.xml": (0, {NO_001: 1}),
+    OL_ADD + "flatlandromanceo00abbouoft_meta.mrc": (0, {NO_001: 1}),
+    OL_ADD + "treatiseonhistor00dixo_meta.mrc": (0, {NO_001: 1}),
+    OL + "bin_input__collingswood_520aa.mrc": (0, {NO_001: 1}),
+    OL + "bin_input__collingswood_bad_008.mrc": (0, {NO_001: 1}),
+    OL + "bin_input__flatlandromanceo00abbouoft_meta.mrc": (0, {NO_001: 1}),
+    OL + "bin_input__henrywardbeecher00robauoft_meta.mrc": (0, {NO_001: 1}),
+    OL + "bin_input__mytwocountries1954asto_meta.mrc": (0, {NO_001: 1}),
+    OL + "bin_input__new_poganucpeoplethe00stowuoft_meta.mrc": (0, {NO_001: 1}),
+    OL + "bin_input__poganucpeoplethe00stowuoft_meta.mrc": (0, {NO_001: 1}),
+    OL + "bin_input__uoft_4351105_1626.mrc": (0, {NO_001: 1}),
+    OL + "bin_input__upei_short_008.mrc": (0, {"directory": 1}),
+    OL + "xml_input__flatlandromanceo00abbouoft_marc.xml": (0, {NO_001: 1}),
+    OL + "xml_input__mytwocountries1954asto_marc.xml": (0, {NO_001: 1}),
     # Windows-1251 in records that say MARC-8
     "pymarc_test__1251.dat": (0, {"bad encoding": 6}),
     "pymarc_test__bad_eacc_encoding.dat": (0, {"bad encoding": 1}),
     "pymarc_test__bad_indicator.dat": (0, {"directory": 1}),
     "pymarc_test__bad_marc8_escape.dat": (0, {"bad encoding": 1}),
     # yaz: 8 records; 2 are sound but have no 001, 6 are broken in leader or directory
-    "pymarc_test__bad_records.mrc": (0, {"missing 001 (record identifier)": 2, "bad leader": 3, "directory": 3}),
+    "pymarc_test__bad_records.mrc": (0, {NO_001: 2, "bad leader": 3, "directory": 3}),
     "pymarc_test__bad_tag.xml": (0, {"bad leader": 1}),
     "ruby-marc_test__bad_eacc_encoding.marc8.marc": (0, {"bad encoding": 1}),
     # CP866 text re-encoded without fixing the directory lengths
@@ -295,26 +301,26 @@ BAD_FILES: dict[str, tuple[int, dict[str, int]]] = {
     "ruby-marc_test__cp866_unimarc.marc": (0, {"directory": 1}),
     "ruby-marc_test__marc8_accented_chars.marc": (0, {"bad encoding": 1}),
     "ruby-marc_test__marc_with_bad_utf8.utf8.marc": (0, {"bad encoding": 1}),
-    "ruby-marc_test__no-leading-zero.xml": (0, {"missing 001 (record identifier)": 1}),
+    "ruby-marc_test__no-leading-zero.xml": (0, {NO_001: 1}),
     # the second of three records has a control character in an attribute
     "ruby-marc_test__three-records-second-bad.xml": (2, {"XML not well-formed": 1}),
     "ruby-marc_test__utf8_with_bad_bytes.marc": (0, {"bad encoding": 1}),
     "traject_test__test_support__bad_utf_byte.utf8.marc": (0, {"bad encoding": 1}),
     "traject_test__test_support__namespace-test.xml": (0, {"not a MARC record": 1}),
-    "yaz_test__marc-files__marc0.marc": (0, {"missing 001 (record identifier)": 1}),
-    "yaz_test__marc-files__marc0.xml": (0, {"missing 001 (record identifier)": 1}),
+    "yaz_test__marc-files__marc0.marc": (0, {NO_001: 1}),
+    "yaz_test__marc-files__marc0.xml": (0, {NO_001: 1}),
     # danMARC2: 001 is a data field with subfields
-    "yaz_test__marc-files__marc1.xml": (0, {"missing 001 (record identifier)": 1}),
+    "yaz_test__marc-files__marc1.xml": (0, {NO_001: 1}),
     # ANSEL 0xAF is not assigned; yaz guesses, we quarantine
     "yaz_test__marc-files__marc10.marc": (0, {"bad encoding": 1}),
     "yaz_test__marc-files__marc11.marc": (0, {"bad encoding": 1}),
     # an EACC triple with bytes outside 21-7E
     "yaz_test__marc-files__marc12.marc": (0, {"bad encoding": 1}),
-    "yaz_test__marc-files__marc2.xml": (0, {"missing 001 (record identifier)": 1}),
-    "yaz_test__marc-files__marc3.xml": (0, {"missing 001 (record identifier)": 1}),
+    "yaz_test__marc-files__marc2.xml": (0, {NO_001: 1}),
+    "yaz_test__marc-files__marc3.xml": (0, {NO_001: 1}),
     # five stray digits before the leader (yaz skips them one by one)
     "yaz_test__marc-files__marc4.marc": (1, {"garbage": 1}),
-    "yaz_test__marc-files__marc4.xml": (0, {"missing 001 (record identifier)": 1}),
+    "yaz_test__marc-files__marc4.xml": (0, {NO_001: 1}),
 }  # fmt: skip
 
 

@@ -393,7 +393,8 @@ _RELATOR_TERMS = (
     # longest first: 编译 before 编, 主编 before 编, 译著 is a translator
     ("编译", "translator"), ("编著", "author"), ("主编", "editor"), ("编纂", "compiler"),
     ("编选", "compiler"), ("译注", "translator"), ("译著", "translator"), ("选编", "compiler"),
-    ("改编", "adapter"), ("主办", "sponsor"), ("校注", "annotator"), ("校点", "editor"), ("注释", "annotator"),
+    ("改编", "adapter"), ("主办", "sponsor"), ("校注", "annotator"), ("校点", "editor"),
+    ("注释", "annotator"),
     ("绘图", "illustrator"), ("摄影", "photographer"), ("口述", "author"), ("撰文", "author"),
     ("著", "author"), ("撰", "author"), ("编", "editor"), ("译", "translator"),
     ("绘", "illustrator"),
