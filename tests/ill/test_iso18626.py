@@ -609,3 +609,32 @@ def test_damaged_messages_give_a_message_or_an_answerable_error(
     # Whatever was accepted can be written back and fits its schema.
     msg = received.message
     assert versions_valid(iso.confirmation_for(msg, None, version=received.version))
+
+
+# ----------------------------------------------------------------------------- refusals
+
+
+def test_state_machine_refusals_become_iso18626_errors() -> None:
+    from consortia.ill.states import (
+        IllegalTransition,
+        UnsupportedAction,
+        apply_requester_action,
+        next_supplier_status,
+    )
+
+    with pytest.raises(IllegalTransition) as refused_action:
+        apply_requester_action(ServiceType.LOAN, Status.WILL_SUPPLY, RequesterAction.RENEW)
+    err = iso.error_for_refusal(refused_action.value)
+    assert err.error_type is iso.ErrorType.UNRECOGNISED_DATA_VALUE
+    assert err.value == "action: Renew is not allowed when the request is WillSupply"
+    with pytest.raises(IllegalTransition) as refused_status:
+        next_supplier_status(ServiceType.COPY, Status.WILL_SUPPLY, Status.LOANED)
+    err = iso.error_for_refusal(refused_status.value)
+    assert err.value == "status: Loaned is not allowed when the request is WillSupply"
+    with pytest.raises(UnsupportedAction) as unsupported:
+        apply_requester_action(ServiceType.LOAN, Status.LOANED, RequesterAction.SHIPPED_FORWARD)
+    err = iso.error_for_refusal(unsupported.value)
+    assert err.error_type is iso.ErrorType.UNSUPPORTED_ACTION_TYPE
+    assert err.value == "action: ShippedForward"
+    xml = iso.confirmation_for(samples.requesting_agency_message(), err)
+    assert_valid(xml, "2017")

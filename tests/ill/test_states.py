@@ -115,7 +115,7 @@ def test_every_supplier_status_pair(
         with pytest.raises(IllegalTransition) as info:
             next_supplier_status(service_type, current, new)
         err = info.value
-        assert (err.state, err.action) == (current.value, new.value)
+        assert (err.state, err.action, err.what) == (current.value, new.value, "status")
         # Both are named in the message a person reads.
         assert current.value in str(err) and new.value in str(err)
         assert isinstance(err, Conflict) and err.status == 409
@@ -216,6 +216,7 @@ def test_every_requester_action_in_every_status(
         with pytest.raises(IllegalTransition) as info:
             apply_requester_action(service_type, status, action)
         assert (info.value.state, info.value.action) == (status.value, action.value)
+        assert info.value.what == "action"
         assert status.value in str(info.value) and action.value in str(info.value)
 
 
@@ -304,6 +305,7 @@ def test_every_hub_state_and_event(
         with pytest.raises(IllegalTransition) as info:
             next_request_state(service_type, state, event)
         assert (info.value.state, info.value.action) == (state.value, event.value)
+        assert info.value.what == "event"
 
 
 def test_supplier_statuses_map_to_hub_events() -> None:

@@ -19,6 +19,7 @@ Interface (used by ``ill/service.py`` and the ``/iso18626`` endpoint)::
     reply = confirmation_for(msg, Iso18626Error(ErrorType.UNRECOGNISED_DATA_VALUE,
                              "requestingAgencyRequestId: R-17 is unknown"), version=...)
     reply = confirmation_for(None, err)  # parse() failed: answer from what the error kept
+    err = error_for_refusal(exc)        # IllegalTransition / UnsupportedAction -> Iso18626Error
     key = message_key(msg)              # stable hash: the same message retried -> same key
 
 The endpoint's whole job is then::
@@ -73,7 +74,14 @@ from typing import Any, Literal
 from lxml import etree
 
 from consortia.errors import Invalid
-from consortia.ill.states import RequesterAction, ServiceType, Status, SupplierMessageReason
+from consortia.ill.states import (
+    IllegalTransition,
+    RequesterAction,
+    ServiceType,
+    Status,
+    SupplierMessageReason,
+    UnsupportedAction,
+)
 from consortia.ill.xmlsafe import MAX_BYTES, XmlRejected, parse_bytes
 
 NS = "http://illtransactions.org/2013/iso18626"
@@ -179,6 +187,21 @@ class MessageInvalid(Invalid):
         self.version = version
         self.detail = detail
         super().__init__(MSG_SCHEMA, version=version, detail=detail)
+
+
+def error_for_refusal(exc: IllegalTransition | UnsupportedAction) -> Iso18626Error:
+    """The ISO 18626 error to answer with when the state machine refused a message.
+
+    An action the hub does not implement -> UnsupportedActionType; an action or a status the
+    current state does not allow -> UnrecognisedDataValue naming both, e.g.
+    ``action: Renew is not allowed when the request is WillSupply``.
+    """
+    if isinstance(exc, UnsupportedAction):
+        return Iso18626Error(ErrorType.UNSUPPORTED_ACTION_TYPE, f"action: {exc.action}")
+    return Iso18626Error(
+        ErrorType.UNRECOGNISED_DATA_VALUE,
+        f"{exc.what}: {exc.action} is not allowed when the request is {exc.state}",
+    )
 
 
 # ----------------------------------------------------------------------------- data elements
@@ -1779,6 +1802,7 @@ __all__ = [
     "SupplyingAgencyMessage",
     "SupplyingAgencyMessageConfirmation",
     "confirmation_for",
+    "error_for_refusal",
     "is_ok",
     "message_key",
     "parse",

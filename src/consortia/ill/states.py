@@ -158,9 +158,11 @@ class IllegalTransition(Conflict):
 
     code = "illegal_transition"
 
-    def __init__(self, state: str, action: str) -> None:
+    def __init__(self, state: str, action: str, *, what: str = "action") -> None:
         self.state = str(state)
         self.action = str(action)
+        # What was refused: a requester "action", a supplier "status" or a hub "event".
+        self.what = what
         super().__init__(MSG_ILLEGAL, state=self.state, action=self.action)
 
 
@@ -288,7 +290,7 @@ def next_supplier_status(service_type: ServiceType, current: Status, new_status:
         return current
     if new_status in SUPPLIER_TRANSITIONS[service_type].get(current, frozenset()):
         return new_status
-    raise IllegalTransition(current.value, new_status.value)
+    raise IllegalTransition(current.value, new_status.value, what="status")
 
 
 def effective_service_type(service_type: ServiceType, status: Status) -> ServiceType:
@@ -449,7 +451,7 @@ def next_request_state(
     service_type, state, event = ServiceType(service_type), RequestState(state), HubEvent(event)
     nxt = REQUEST_TRANSITIONS[service_type].get(state, {}).get(event)
     if nxt is None:
-        raise IllegalTransition(state.value, event.value)
+        raise IllegalTransition(state.value, event.value, what="event")
     return nxt
 
 
