@@ -1,60 +1,62 @@
 """The ILL state machines: pure tables, no database, no clock.
 
-Two machines describe one request, and ``ill/service.py`` keeps both in one transaction that
-also appends the event:
+Three tables describe one request; ``ill/service.py`` checks them, then writes the new states
+and appends the event in one transaction (a refusal raises before anything is written):
 
 1. **The lender's status** (``Status``) — the ISO 18626 status of the transaction with one
    supplier (one row per lender of the rota). Only the *supplier* moves it, by the status it
    reports in a SupplyingAgencyMessage (or, when the hub is the supplier network, by the lending
-   member's staff through the same function):
+   member's staff through the same function)::
 
        next_supplier_status(service_type, current, reported) -> Status
 
-   The lender's status starts at ``RequestReceived`` when the Request was confirmed. A status
-   equal to the current one is a repeat (a StatusRequestResponse, a RenewResponse keeping the
-   loan, a retried message) and is accepted without change, also in a terminal status.
+   The lender's status starts at ``RequestReceived`` (``INITIAL_STATUS``) when the Request was
+   confirmed. A status equal to the current one is a repeat (a StatusRequestResponse, a
+   RenewResponse keeping the loan, a retried message) and is accepted without change, also in
+   a terminal status.
 
 2. **The requester's actions** (``RequesterAction``, ISO 18626 ``type_action``) are checked
    against the lender's status; they never change it by themselves — the supplier answers
-   (``Outcome.expects``) and its answer moves the status:
+   (``Outcome.expects``) and its answer moves the status::
 
        apply_requester_action(service_type, current_status, action) -> Outcome
 
 3. **The hub's view of the reader's request** (``RequestState``): what the reader and the
-   requesting library see, across the whole rota. It moves by ``HubEvent``s:
+   requesting library see across the whole rota. It moves by ``HubEvent``::
 
        next_request_state(service_type, state, event) -> RequestState
        hub_event_for_status(service_type, previous, status) -> HubEvent | None
 
-   ========================  =====================================================  ==========
-   state                     meaning                                                moved by
-   ========================  =====================================================  ==========
-   Submitted                 created by reader or staff, not yet checked            —
-   Routing                   eligible, rota built; waiting to go to the next lender VALIDATED,
-                             (also after a lender said no or let the request         LENDER_
-                             expire)                                                 DECLINED
-   Sent                      one lender of the rota holds it (the service keeps     SENT
-                             which one: the lender index)
-   Shipped                   the lender supplied: Loaned (loan) / CopyCompleted     SHIPPED
-                             (copy, the document was delivered)
-   Received                  the requester confirmed receipt (loans only; a copy    RECEIVED
-                             received is Completed)
-   Returned                  the requester shipped the loan back (ShippedReturn)    RETURNED
-   Completed (terminal)      LoanCompleted / CompletedWithoutReturn, or a copy      COMPLETED
-                             received
-   Unfilled (terminal)       no lender of the rota could supply                     ROTA_
-                                                                                    EXHAUSTED
-   Cancelled (terminal)      the requester cancelled and the lender (if any) agreed CANCELLED
-   ========================  =====================================================  ==========
+   - ``Submitted``: created by a reader or staff, not yet checked (the "idea").
+   - ``Routing``: eligible and the rota is built; waiting to go to the next lender. Reached by
+     VALIDATED, and again by LENDER_DECLINED when a lender said Unfilled/RetryPossible or let
+     the request expire.
+   - ``Sent``: one lender of the rota holds it (SENT). Which one (the lender index) is the
+     service's to keep.
+   - ``Shipped``: the lender supplied (SHIPPED): Loaned for a loan, CopyCompleted for a copy
+     (the document was delivered).
+   - ``Received``: the requester confirmed receipt (RECEIVED; loans only — a received copy is
+     Completed).
+   - ``Returned``: the requester shipped the loan back (RETURNED, from ShippedReturn).
+   - ``Completed`` (terminal): LoanCompleted / CompletedWithoutReturn, or a copy received.
+   - ``Unfilled`` (terminal): no lender of the rota could supply (ROTA_EXHAUSTED).
+   - ``Cancelled`` (terminal): cancelled before it went out, or the lender agreed to a Cancel
+     (CancelResponse Y, status Cancelled).
 
-   ISO 18626 supplier statuses map to hub events by ``hub_event_for_status``: Unfilled and
-   RetryPossible → LENDER_DECLINED (the hub does not negotiate retries; it tries the next lender),
-   Loaned / CopyCompleted → SHIPPED, LoanCompleted / CompletedWithoutReturn → COMPLETED,
-   Cancelled → CANCELLED; the others (ExpectToSupply, WillSupply, Overdue, Recalled, ...) leave
-   the hub's state as it is. A lender's time-out (a timer in the service) is LENDER_DECLINED too.
+   ``hub_event_for_status`` maps a lender's status change to the hub's event: Unfilled and
+   RetryPossible → LENDER_DECLINED (the hub does not negotiate retries; it tries the next
+   lender), Loaned / CopyCompleted → SHIPPED (not again for a renewal, Overdue → Loaned),
+   LoanCompleted / CompletedWithoutReturn → COMPLETED, Cancelled → CANCELLED; the others
+   (ExpectToSupply, WillSupply, Overdue, Recalled, ...) leave the hub's state alone. A lender's
+   time-out (a timer in the service) is LENDER_DECLINED too. Only the *current* lender's
+   messages move the hub's state. A requester action the lender's status allows may still be
+   refused by the hub's table (Received after Returned): check both before writing.
 
-Every refusal is ``IllegalTransition`` (a ``Conflict``) naming the state and the action; an
-action the hub does not implement at all is ``UnsupportedAction``. Terminal states never change.
+Every refusal is ``IllegalTransition`` (a ``Conflict``) naming the state and the action (its
+``what`` says whether it was an ``action``, a ``status`` or an ``event``); an action the hub
+does not implement at all (ShippedForward, HoldReturn, Lost) is ``UnsupportedAction``.
+``iso18626.error_for_refusal`` turns either into the errorData to answer with. Terminal states
+never change.
 
 Loans and copies differ: a Copy never becomes Loaned, Overdue, Recalled, HoldReturn,
 ReleaseHoldReturn or LoanCompleted, and a Loan never becomes CopyCompleted. CopyOrLoan allows
