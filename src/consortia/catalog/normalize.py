@@ -271,7 +271,7 @@ def _valid_year(s: str) -> int | None:
 
 
 _PAGES_RX = re.compile(
-    r"[0-9]\s*(?:p\b|pp\b|pages?\b|页|頁|s\b|S\.|leaves\b|l\.|f\.|с\.|стр)", re.I
+    r"[0-9]\]?\s*(?:p\b|pp\b|pages?\b|页|頁|s\b|S\.|leaves\b|l\.|f\.|с\.|стр)", re.I
 )
 _BRACKETED = re.compile(r"\[[^\]]*\]")
 _NUM = re.compile(r"[0-9]+")
@@ -282,10 +282,13 @@ def pages(extent: str) -> int | None:
     if not extent:
         return None
     t = unicodedata.normalize("NFKC", extent) if not extent.isascii() else extent
-    t = _BRACKETED.sub(" ", t)  # unnumbered pages in brackets do not count
     if not _PAGES_RX.search(t):
         return None
-    best = max(int(n) for n in _NUM.findall(t))
+    t = _BRACKETED.sub(" ", t)  # unnumbered pages in brackets do not count
+    numbers = _NUM.findall(t)
+    if not numbers:  # only unnumbered pages, "[8] p."
+        return None
+    best = max(int(n) for n in numbers)
     return best if 0 < best < 100000 else None
 
 
@@ -819,7 +822,7 @@ def _unimarc(by_tag: dict[str, list[Field]], leader: str, record_id: str) -> Nor
         if not rec.title:
             rec.title = rec.part
     if _HAS_PINYIN:
-        rec.title_pinyin = pinyin  # type: ignore[attr-defined]
+        rec.title_pinyin = pinyin
 
     # names
     names: list[Name] = []
