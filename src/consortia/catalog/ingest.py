@@ -19,7 +19,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from consortia.catalog import matching
@@ -51,7 +51,10 @@ _CHUNK_READ = 1 << 22
 
 @dataclass
 class Prepared:
-    """A record made ready for the writer (picklable: it crosses process boundaries)."""
+    """A record made ready for the writer (picklable: it crosses process boundaries).
+
+    The worker does all per-record CPU work: normalising, keys, items, the JSON form and the
+    merged display record the record would have alone in a new cluster."""
 
     record_id: str
     raw: bytes
@@ -63,6 +66,8 @@ class Prepared:
     normalized: NormalizedRecord | None
     keys: list[str]
     items: list[Item]
+    as_json: dict[str, Any] = field(default_factory=dict)
+    merged_alone: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -97,24 +102,25 @@ class LoadSummary:
         }
 
 
-ProgressFn = Callable[[int, int], None]  # (bytes done, records done)
-
-
 # ---------------------------------------------------------------------------- preparing
 
 
 def prepare(
-    result: ReadResult | ReadFailure, mapping: Mapping | None, base_offset: int = 0
+    result: ReadResult | ReadFailure,
+    mapping: Mapping | None,
+    base_offset: int = 0,
+    member_code: str = "",
 ) -> Prepared | Failed:
     """Normalise one read record; a record that cannot be normalised is a failure too."""
     if isinstance(result, ReadFailure):
         return Failed(result.raw, base_offset + result.offset, result.reason, result.record_id)
     fingerprint = hashlib.sha1(result.raw).hexdigest()
+    offset = base_offset + result.offset
     if result.deleted:
         return Prepared(
             result.record_id,
             result.raw,
-            base_offset + result.offset,
+            offset,
             result.flavour,
             result.encoding,
             True,
@@ -127,17 +133,15 @@ def prepare(
         rec = normalize(result.record, result.flavour, result.record_id)
         keys = matching.match_keys(rec)
         items = items_from_record(result.record, result.flavour, mapping)
+        merged = matching.merge([(member_code, rec)])
     except Exception as exc:  # a record we cannot understand must not stop the load
         return Failed(
-            result.raw,
-            base_offset + result.offset,
-            f"cannot normalise: {type(exc).__name__}: {exc}",
-            result.record_id,
+            result.raw, offset, f"cannot normalise: {type(exc).__name__}: {exc}", result.record_id
         )
     return Prepared(
         result.record_id,
         result.raw,
-        base_offset + result.offset,
+        offset,
         result.flavour,
         result.encoding,
         False,
@@ -145,15 +149,17 @@ def prepare(
         rec,
         keys,
         items,
+        rec.to_dict(),
+        merged,
     )
 
 
 def _prepare_chunk(
-    args: tuple[bytes, int, str, str, str, Mapping | None],
+    args: tuple[bytes, int, str, str, str, Mapping | None, str],
 ) -> list[Prepared | Failed]:
-    data, base, encoding, flavour, filename, mapping = args
+    data, base, encoding, flavour, filename, mapping, member_code = args
     return [
-        prepare(r, mapping, base)
+        prepare(r, mapping, base, member_code)
         for r in read_records(
             io.BytesIO(data),
             format="iso2709",
@@ -215,6 +221,7 @@ def prepared_stream(
     mapping: Mapping | None,
     workers: int,
     on_bytes: Callable[[int], None],
+    member_code: str = "",
 ) -> Iterator[Prepared | Failed]:
     with source.open("rb") as fh:
         fmt = format if format != "auto" else sniff_format(fh.read(64))
@@ -223,24 +230,40 @@ def prepared_stream(
             for res in read_records(
                 fh, format=fmt, encoding=encoding, flavour=flavour, filename=source.name
             ):
-                yield prepare(res, mapping)
+                yield prepare(res, mapping, 0, member_code)
                 on_bytes(fh.tell())
             return
         chunks = (
-            (data, base, encoding, flavour, source.name, mapping)
+            (data, base, encoding, flavour, source.name, mapping, member_code)
             for data, base in _iso_chunks(fh, on_bytes)
         )
         # spawn, not fork: the web server that may call us runs threads.
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-            for prepared in pool.map(_prepare_chunk, chunks, chunksize=1):
-                yield from prepared
+            # A bounded window of chunks in flight keeps memory flat on huge files.
+            window: list[Any] = []
+            for chunk in chunks:
+                window.append(pool.submit(_prepare_chunk, chunk))
+                if len(window) >= workers * 4:
+                    yield from window.pop(0).result()
+            for fut in window:
+                yield from fut.result()
 
 
 # ---------------------------------------------------------------------------- writing
 
 
+@dataclass
+class _NewCluster:
+    """A cluster made in the current batch, before it has a database id."""
+
+    records: list[tuple[str, NormalizedRecord, Prepared]] = field(default_factory=list)
+
+
 class Writer:
-    """Applies prepared records to the database for one member, one batch per transaction."""
+    """Applies prepared records to the database for one member, one batch per transaction.
+
+    Everything is set-based: a batch costs a fixed number of statements (executemany), not a
+    few per record, which is what makes a million-record load fit in minutes on SQLite."""
 
     def __init__(
         self,
@@ -259,7 +282,6 @@ class Writer:
         self.actor = actor
         self.summary = LoadSummary(batch_id=batch_id)
 
-    # -- one batch --------------------------------------------------------------------
     def apply(self, batch: list[Prepared | Failed]) -> None:
         conn = self.conn
         now = dt.datetime.now(dt.UTC)
@@ -308,31 +330,18 @@ class Writer:
         }
         to_insert: list[Prepared] = []
         to_update: list[tuple[int, Prepared]] = []
+        deletions: list[tuple[int, Prepared]] = []
         detach: list[int] = []  # live source record ids whose keys/holdings/cluster go
-        dirty: set[int] = set()  # clusters to recount and re-merge after this batch
+        dirty: set[int] = set()  # existing clusters to recount and re-merge
         seen_unchanged: list[int] = []
         for rid, p in latest.items():
             old = existing.get(rid)
             if p.deleted:
                 if old is not None and not old.deleted:
+                    deletions.append((old.id, p))
                     detach.append(old.id)
                     if old.cluster_id is not None:
                         dirty.add(old.cluster_id)
-                    conn.execute(
-                        update(SourceRecord)
-                        .where(SourceRecord.id == old.id)
-                        .values(
-                            deleted=True,
-                            raw=p.raw,
-                            fingerprint=p.fingerprint,
-                            batch_id=self.batch_id,
-                            updated_at=now,
-                            match_rule="",
-                            match_score=0.0,
-                            match_detail={},
-                        )
-                    )
-                    self.summary.deleted += 1
                 elif old is not None:
                     seen_unchanged.append(old.id)
                 continue
@@ -342,59 +351,114 @@ class Writer:
                 self.summary.unchanged += 1
                 seen_unchanged.append(old.id)
             else:
-                detach.append(old.id)
+                if not old.deleted:
+                    detach.append(old.id)
                 if old.cluster_id is not None:
                     dirty.add(old.cluster_id)
                 to_update.append((old.id, p))
         if seen_unchanged:
+            for part in _parts(seen_unchanged):
+                conn.execute(
+                    update(SourceRecord)
+                    .where(SourceRecord.id.in_(part))
+                    .values(batch_id=self.batch_id)
+                )
+        if deletions:
             conn.execute(
                 update(SourceRecord)
-                .where(SourceRecord.id.in_(seen_unchanged))
-                .values(batch_id=self.batch_id)
+                .where(SourceRecord.id == bindparam("sid"))
+                .values(
+                    deleted=True,
+                    raw=bindparam("raw"),
+                    fingerprint=bindparam("fp"),
+                    batch_id=self.batch_id,
+                    updated_at=now,
+                    match_rule="",
+                    match_score=0.0,
+                    match_detail={},
+                ),
+                [{"sid": sid, "raw": p.raw, "fp": p.fingerprint} for sid, p in deletions],
             )
+            self.summary.deleted += len(deletions)
         if detach:
-            conn.execute(delete(MatchKey).where(MatchKey.source_record_id.in_(detach)))
-            conn.execute(delete(Holding).where(Holding.source_record_id.in_(detach)))
-            conn.execute(
-                update(SourceRecord).where(SourceRecord.id.in_(detach)).values(cluster_id=None)
-            )
+            for part in _parts(detach):
+                conn.execute(delete(MatchKey).where(MatchKey.source_record_id.in_(part)))
+                conn.execute(delete(Holding).where(Holding.source_record_id.in_(part)))
+                conn.execute(
+                    update(SourceRecord).where(SourceRecord.id.in_(part)).values(cluster_id=None)
+                )
             # Re-elect representatives (or drop emptied clusters) before anything is compared
             # with them: a changed record must not rejoin a cluster through its old self.
             self._refresh(dirty)
         if to_insert or to_update:
-            self._store(to_insert, to_update, now, dirty)
+            dirty |= self._store(to_insert, to_update, now)
         self._refresh(dirty)
         self.summary.touched |= dirty
 
     def _store(
-        self,
-        to_insert: list[Prepared],
-        to_update: list[tuple[int, Prepared]],
-        now: dt.datetime,
-        dirty: set[int],
-    ) -> None:
+        self, to_insert: list[Prepared], to_update: list[tuple[int, Prepared]], now: dt.datetime
+    ) -> set[int]:
+        """Cluster and write new and changed records; returns the existing clusters joined."""
         conn = self.conn
-        work: list[tuple[int | None, Prepared]] = [(None, p) for p in to_insert]
-        work += [(i, p) for i, p in to_update]
-        decisions = self._cluster(work, now)
-        new_rows = [self._row(p, decisions[id(p)], now) for p in to_insert]
-        ids: list[int] = []
+        work = to_insert + [p for _, p in to_update]
+        decisions, new_clusters = self._cluster(work)
+        # New clusters: one insert with their final figures (their records are all in hand).
+        provisional = sorted(new_clusters)
+        real_ids: dict[int, int] = {}
+        if provisional:
+            rows = []
+            for pid in provisional:
+                recs = new_clusters[pid].records
+                first = recs[0][1]
+                merged = (
+                    recs[0][2].merged_alone
+                    if len(recs) == 1
+                    else matching.merge([(m, r) for m, r, _ in recs])
+                )
+                rows.append(
+                    {
+                        "title": first.title[:1000],
+                        "year": first.year,
+                        "merged": merged,
+                        "record_count": len(recs),
+                        "member_count": len({m for m, _, _ in recs}),
+                        "updated_at": now,
+                    }
+                )
+            ids = conn.scalars(
+                insert(Cluster).returning(Cluster.id, sort_by_parameter_order=True), rows
+            )
+            real_ids = dict(zip(provisional, ids, strict=True))
+
+        def cluster_id(p: Prepared) -> int:
+            cid = decisions[id(p)][0]
+            return real_ids[cid] if cid < 0 else cid
+
+        new_rows = [self._row(p, cluster_id(p), decisions[id(p)][1], now) for p in to_insert]
+        sids: list[int] = []
         if new_rows:
-            ids = list(
+            sids = list(
                 conn.scalars(
                     insert(SourceRecord).returning(SourceRecord.id, sort_by_parameter_order=True),
                     new_rows,
                 )
             )
-        for sid, p in to_update:
+        if to_update:
             conn.execute(
                 update(SourceRecord)
-                .where(SourceRecord.id == sid)
-                .values(**self._row(p, decisions[id(p)], now), deleted=False)
+                .where(SourceRecord.id == bindparam("sid"))
+                .values({k: bindparam(k) for k in _UPDATABLE}),
+                [
+                    {
+                        "sid": sid,
+                        **self._row(p, cluster_id(p), decisions[id(p)][1], now),
+                        "deleted": False,
+                    }
+                    for sid, p in to_update
+                ],
             )
-            ids.append(sid)
-        prepared = to_insert + [p for _, p in to_update]
-        pairs = list(zip(ids, prepared, strict=True))
+            sids += [sid for sid, _ in to_update]
+        pairs = list(zip(sids, work, strict=True))
         key_rows = [
             {"key": k, "source_record_id": sid} for sid, p in pairs for k in dict.fromkeys(p.keys)
         ]
@@ -409,14 +473,25 @@ class Writer:
             conn.execute(insert(Holding), item_rows)
         self.summary.added += len(to_insert)
         self.summary.updated += len(to_update)
-        for _sid, p in pairs:
-            dirty.add(decisions[id(p)][0])
+        # Representatives of new clusters: their first record.
+        sid_of = {id(p): sid for sid, p in pairs}
+        reps = [
+            {"cid": real_ids[pid], "rep": sid_of[id(new_clusters[pid].records[0][2])]}
+            for pid in provisional
+        ]
+        if reps:
+            conn.execute(
+                update(Cluster)
+                .where(Cluster.id == bindparam("cid"))
+                .values(representative_id=bindparam("rep")),
+                reps,
+            )
+        self.summary.touched.update(real_ids.values())
+        return {cid for cid, _ in decisions.values() if cid > 0}
 
     def _row(
-        self, p: Prepared, decision: tuple[int, matching.MatchDecision | None], now: dt.datetime
+        self, p: Prepared, cid: int, dec: matching.MatchDecision | None, now: dt.datetime
     ) -> dict[str, Any]:
-        cid, dec = decision
-        assert p.normalized is not None
         return {
             "member_id": self.member_id,
             "record_id": p.record_id,
@@ -424,7 +499,7 @@ class Writer:
             "encoding": p.encoding,
             "raw": p.raw,
             "fingerprint": p.fingerprint,
-            "normalized": p.normalized.to_dict(),
+            "normalized": p.as_json,
             "cluster_id": cid,
             "match_rule": dec.rule if dec else "new",
             "match_score": float(dec.score) if dec else 1.0,
@@ -436,16 +511,15 @@ class Writer:
             "updated_at": now,
         }
 
-    # -- clustering ---------------------------------------------------------------------
     def _cluster(
-        self, work: list[tuple[int | None, Prepared]], now: dt.datetime
-    ) -> dict[int, tuple[int, matching.MatchDecision | None]]:
-        """Choose a cluster for every record: an existing one (via its blocking keys) or new."""
+        self, work: list[Prepared]
+    ) -> tuple[dict[int, tuple[int, matching.MatchDecision | None]], dict[int, _NewCluster]]:
+        """Choose a cluster for every record: an existing one (found through its blocking keys,
+        in the database or earlier in this batch) or a new one (a negative provisional id)."""
         conn = self.conn
-        all_keys = sorted({k for _, p in work for k in p.keys})
+        all_keys = sorted({k for p in work for k in p.keys})
         key_clusters: dict[str, set[int]] = {}
-        for i in range(0, len(all_keys), 500):
-            part = all_keys[i : i + 500]
+        for part in _parts(all_keys):
             rows = conn.execute(
                 select(MatchKey.key, SourceRecord.cluster_id)
                 .join(SourceRecord, SourceRecord.id == MatchKey.source_record_id)
@@ -457,8 +531,7 @@ class Writer:
         # Each candidate cluster's live records, its representative first, with their members:
         # a record must agree with the representative and not be vetoed by the others.
         members_of: dict[int, list[tuple[str, NormalizedRecord]]] = {}
-        for i in range(0, len(cand_ids), 500):
-            cpart = cand_ids[i : i + 500]
+        for cpart in _parts(cand_ids):
             crows = conn.execute(
                 select(
                     SourceRecord.cluster_id,
@@ -473,13 +546,14 @@ class Writer:
             )
             for cid, code, norm, is_rep in crows:
                 entry = (code, record_from_dict(norm))
-                bucket = members_of.setdefault(int(cid), [])
+                bucket = members_of.setdefault(cast(int, cid), [])
                 if is_rep:
                     bucket.insert(0, entry)
                 else:
                     bucket.append(entry)
+        new_clusters: dict[int, _NewCluster] = {}
         out: dict[int, tuple[int, matching.MatchDecision | None]] = {}
-        for _sid, p in work:
+        for p in work:
             assert p.normalized is not None
             cands = sorted({c for k in p.keys for c in key_clusters.get(k, ())})
             candidates = [(c, members_of[c]) for c in cands if members_of.get(c)]
@@ -490,37 +564,24 @@ class Writer:
                     p.normalized, candidates, member=self.member_code
                 )
             if chosen is None:
-                chosen = int(
-                    conn.scalar(
-                        insert(Cluster)
-                        .returning(Cluster.id)
-                        .values(
-                            title=p.normalized.title[:1000],
-                            year=p.normalized.year,
-                            updated_at=now,
-                            merged={},
-                            record_count=0,
-                            member_count=0,
-                        )
-                    )
-                    or 0
-                )
+                chosen = -(len(new_clusters) + 1)
+                new_clusters[chosen] = _NewCluster()
                 members_of[chosen] = []
                 decision = None
             members_of[chosen].append((self.member_code, p.normalized))
+            if chosen < 0:
+                new_clusters[chosen].records.append((self.member_code, p.normalized, p))
             # Later records of this batch can join clusters made or joined earlier in it.
             for k in p.keys:
                 key_clusters.setdefault(k, set()).add(chosen)
             out[id(p)] = (chosen, decision)
-        return out
+        return out, new_clusters
 
     def _refresh(self, dirty: set[int]) -> None:
-        """Recount and re-merge clusters whose records changed; drop emptied ones."""
+        """Recount and re-merge existing clusters whose records changed; drop emptied ones."""
         conn = self.conn
-        todo = sorted(dirty)
         now = dt.datetime.now(dt.UTC)
-        for i in range(0, len(todo), 500):
-            part = todo[i : i + 500]
+        for part in _parts(sorted(dirty)):
             members: dict[int, list[tuple[int, str, dict[str, Any]]]] = {c: [] for c in part}
             rows = conn.execute(
                 select(
@@ -531,26 +592,41 @@ class Writer:
                 .order_by(SourceRecord.id)
             )
             for cid, sid, code, norm in rows:
-                members[cid].append((sid, code, norm))
+                members[cast(int, cid)].append((sid, code, norm))
             empty = [c for c, recs in members.items() if not recs]
             if empty:
                 conn.execute(delete(Cluster).where(Cluster.id.in_(empty)))
+            updates = []
             for cid, recs in members.items():
                 if not recs:
                     continue
                 normalized = [(code, record_from_dict(norm)) for _, code, norm in recs]
+                updates.append(
+                    {
+                        "cid": cid,
+                        "merged": matching.merge(normalized),
+                        "record_count": len(recs),
+                        "member_count": len({c for _, c, _ in recs}),
+                        "title": normalized[0][1].title[:1000],
+                        "year": normalized[0][1].year,
+                        "rep": recs[0][0],
+                        "now": now,
+                    }
+                )
+            if updates:
                 conn.execute(
                     update(Cluster)
-                    .where(Cluster.id == cid)
+                    .where(Cluster.id == bindparam("cid"))
                     .values(
-                        merged=matching.merge(normalized),
-                        record_count=len(recs),
-                        member_count=len({code for _, code, _ in recs}),
-                        title=normalized[0][1].title[:1000],
-                        year=normalized[0][1].year,
-                        representative_id=recs[0][0],
-                        updated_at=now,
-                    )
+                        merged=bindparam("merged"),
+                        record_count=bindparam("record_count"),
+                        member_count=bindparam("member_count"),
+                        title=bindparam("title"),
+                        year=bindparam("year"),
+                        representative_id=bindparam("rep"),
+                        updated_at=bindparam("now"),
+                    ),
+                    updates,
                 )
 
     def finish_replace(self) -> None:
@@ -565,20 +641,42 @@ class Writer:
                 )
             )
         )
-        for i in range(0, len(gone), 500):
-            part = gone[i : i + 500]
-            ids = [r.id for r in part]
-            self.summary.touched.update(r.cluster_id for r in part if r.cluster_id is not None)
-            conn.execute(delete(MatchKey).where(MatchKey.source_record_id.in_(ids)))
-            conn.execute(delete(Holding).where(Holding.source_record_id.in_(ids)))
+        dirty = {cast(int, r.cluster_id) for r in gone if r.cluster_id is not None}
+        for part in _parts([r.id for r in gone]):
+            conn.execute(delete(MatchKey).where(MatchKey.source_record_id.in_(part)))
+            conn.execute(delete(Holding).where(Holding.source_record_id.in_(part)))
             conn.execute(
                 update(SourceRecord)
-                .where(SourceRecord.id.in_(ids))
+                .where(SourceRecord.id.in_(part))
                 .values(deleted=True, cluster_id=None, updated_at=dt.datetime.now(dt.UTC))
             )
         self.summary.deleted += len(gone)
-        dirty = {r.cluster_id for r in gone if r.cluster_id is not None}
         self._refresh(dirty)
+        self.summary.touched |= dirty
+
+
+_UPDATABLE = (
+    "record_id",
+    "flavour",
+    "encoding",
+    "raw",
+    "fingerprint",
+    "normalized",
+    "cluster_id",
+    "match_rule",
+    "match_score",
+    "match_detail",
+    "batch_id",
+    "filename",
+    "file_offset",
+    "updated_at",
+    "deleted",
+)
+
+
+def _parts(values: list[Any], size: int = 500) -> Iterator[list[Any]]:
+    for i in range(0, len(values), size):
+        yield values[i : i + size]
 
 
 # ---------------------------------------------------------------------------- the load
@@ -697,6 +795,7 @@ def ingest_files(
                     mapping=mapping,
                     workers=workers,
                     on_bytes=on_bytes,
+                    member_code=member_code,
                 )
                 for item in stream:
                     pending.append(item)

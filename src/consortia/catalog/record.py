@@ -6,7 +6,7 @@ Plain data: picklable, so worker processes can hand it to the single writer.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -40,6 +40,7 @@ class NormalizedRecord:
     remainder: str = ""  # other title information / subtitle
     part: str = ""  # number and name of part / volume designation of a set
     title_vernacular: str = ""  # 880 pair of 245 when 245 is romanised
+    title_pinyin: str = ""  # CNMARC 200 $9 / $A: the title proper in pinyin
     responsibility: str = ""
     names: list[Name] = field(default_factory=list)
     publisher: str = ""
@@ -67,13 +68,23 @@ class NormalizedRecord:
         return self.years[0] if self.years else None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # dataclasses.asdict deep-copies recursively and dominated load profiles; the fields
+        # are flat lists of strings and small frozen dataclasses, so a shallow build is enough.
+        out = dict(self.__dict__)
+        out["names"] = [n.__dict__.copy() for n in self.names]
+        out["isbns"] = [i.__dict__.copy() for i in self.isbns]
+        out["classifications"] = [c.__dict__.copy() for c in self.classifications]
+        for key in ("years", "issns", "oclc", "system_numbers", "languages", "subjects"):
+            out[key] = list(out[key])
+        return out
+
+
+_FIELDS = frozenset(NormalizedRecord.__dataclass_fields__)
 
 
 def record_from_dict(data: dict[str, Any]) -> NormalizedRecord:
     """Rebuild a record stored as JSON (``to_dict``); keys unknown to this version are ignored."""
-    known = {f for f in NormalizedRecord.__dataclass_fields__}
-    values = {k: v for k, v in data.items() if k in known}
+    values = {k: v for k, v in data.items() if k in _FIELDS}
     values["names"] = [Name(**n) for n in data.get("names", [])]
     values["isbns"] = [Isbn(**i) for i in data.get("isbns", [])]
     values["classifications"] = [Classification(**c) for c in data.get("classifications", [])]
