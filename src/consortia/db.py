@@ -138,4 +138,4 @@ def migrate(engine: Engine | None = None) -> None:
     from alembic import command
 
     engine = engine or get_engine()
-    command.upgrade(alembic_config(engine), "head")
+    command.upgrade(alembic_config(engine), "heads")
