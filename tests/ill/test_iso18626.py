@@ -638,3 +638,14 @@ def test_state_machine_refusals_become_iso18626_errors() -> None:
     assert err.value == "action: ShippedForward"
     xml = iso.confirmation_for(samples.requesting_agency_message(), err)
     assert_valid(xml, "2017")
+
+
+def test_sender_and_recipient() -> None:
+    assert iso.sender(samples.request()) == samples.GZUCM
+    assert iso.recipient(samples.request()) == samples.SYSU
+    assert iso.sender(samples.requesting_agency_message()) == samples.GZUCM
+    assert iso.sender(samples.supplying_agency_message()) == samples.SYSU
+    assert iso.recipient(samples.supplying_agency_message()) == samples.GZUCM
+    assert iso.sender(samples.confirmations()[0]) is None
+    msg = example("request-2021-copy.xml").message
+    assert iso.recipient(msg) is None

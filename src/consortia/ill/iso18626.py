@@ -21,6 +21,7 @@ Interface (used by ``ill/service.py`` and the ``/iso18626`` endpoint)::
     reply = confirmation_for(None, err)  # parse() failed: answer from what the error kept
     err = error_for_refusal(exc)        # IllegalTransition / UnsupportedAction -> Iso18626Error
     key = message_key(msg)              # stable hash: the same message retried -> same key
+    sender(msg), recipient(msg)         # the AgencyIds to look members up by (errorData if unknown)
 
 The endpoint's whole job is then::
 
@@ -1697,6 +1698,28 @@ def is_ok(confirmation: Message) -> bool:
     return confirmation.confirmation_header.message_status is MessageStatus.OK
 
 
+# ----------------------------------------------------------------------------- routing
+
+
+def sender(msg: Message) -> AgencyId | None:
+    """The agency that sent a message: the requester for Request and RequestingAgencyMessage,
+    the supplier for SupplyingAgencyMessage (None for confirmations, which answer in-line)."""
+    if isinstance(msg, Request | RequestingAgencyMessage):
+        return msg.header.requesting_agency_id
+    if isinstance(msg, SupplyingAgencyMessage):
+        return msg.header.supplying_agency_id
+    return None
+
+
+def recipient(msg: Message) -> AgencyId | None:
+    """The agency a message is addressed to (None: a 2021 Request to whoever can supply)."""
+    if isinstance(msg, Request | RequestingAgencyMessage):
+        return msg.header.supplying_agency_id
+    if isinstance(msg, SupplyingAgencyMessage):
+        return msg.header.requesting_agency_id
+    return None
+
+
 # ----------------------------------------------------------------------------- idempotency
 
 
@@ -1807,5 +1830,7 @@ __all__ = [
     "message_key",
     "parse",
     "parse_envelope",
+    "recipient",
+    "sender",
     "to_xml",
 ]
