@@ -19,6 +19,7 @@ from lxml import etree
 from consortia.ill import iso18626 as iso
 from consortia.ill.states import RequesterAction, ServiceType, Status, SupplierMessageReason
 from tests.ill import samples
+from tests.ill.test_xmlsafe import BILLION_LAUGHS
 
 DATA = Path(__file__).parent.parent / "data" / "iso18626"
 NS = "http://illtransactions.org/2013/iso18626"
@@ -289,10 +290,7 @@ def req_xml(old: str, new: str) -> bytes:
 
 
 def test_billion_laughs() -> None:
-    doc = (Path(__file__).parent / "test_xmlsafe.py").read_text()
-    start = doc.index('b"""') + 4
-    bomb = doc[start : doc.index('"""', start)].encode()
-    err = refused(bomb)
+    err = refused(BILLION_LAUGHS)
     assert err.error_type is iso.ErrorType.BADLY_FORMED_MESSAGE and "DOCTYPE" in err.value
     root = answer(err)
     assert root[0].tag == f"{Q}requestConfirmation"  # kind unknown: the fewest-parts answer
