@@ -15,14 +15,17 @@ its cluster.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 from rapidfuzz import fuzz
+from rapidfuzz.distance import OSA
 
 from consortia.catalog.record import NormalizedRecord
 from consortia.catalog.textfold import (
+    cn_number,
     fold,
     fold_name,
     fold_publisher,
@@ -31,6 +34,7 @@ from consortia.catalog.textfold import (
     lccn_key,
     oclc_key,
     part_key,
+    parts_conflict,
     pinyin_key,
     title_key,
 )
@@ -65,6 +69,7 @@ RULE_LABELS: dict[str, str] = {
     "different-title": "Different title",
     "different-author": "Different author",
     "different-year": "Different year",
+    "different-language": "Different language",
     "different-publisher": "Different publisher",
     "insufficient": "Too little in common to decide",
     "new-cluster": "No matching cluster",
@@ -95,6 +100,31 @@ class MatchDecision:
 
 # --------------------------------------------------------------------------- features
 
+# An ISBN given for the whole set or series is shared by every volume: it identifies nothing.
+_COLLECTIVE_ISBN = re.compile(r"\bset\b|\bser\b|\bseries\b|套|丛书|叢書")
+# A volume designation written into the title proper instead of $n/$p (or 200$h).
+_TITLE_PART_CJK = re.compile(
+    r"[\s.,:;。，：]*[（(]?\s*(第?\s*[0-9０-９一二三四五六七八九十百]+\s*[卷册冊辑輯集部分编編篇]"
+    r"|[（(]\s*[上中下]\s*[卷册冊编編集]?\s*[)）]|[上中下]\s*[卷册冊编編集]|续编|續編|续集|續集)"
+    r"\s*[)）]?\s*$"
+)
+_TITLE_PART_LATIN = re.compile(
+    r"[\s.,:;]+((?:v|vol|volume|pt|part|bd|band|book|bk|tome|t)\.?\s*(?:\d+|[ivxlc]+))\s*$",
+    re.IGNORECASE,
+)
+_VOLUMES = re.compile(r"^(\d+)\s*v\b")
+_LANG_UNKNOWN = frozenset({"", "und", "mul", "zxx", "   ", "|||"})
+# Words of an edition statement that only count editions ("3rd ed.", "第2版").
+_EDITION_NOISE = re.compile(
+    r"\b(?:\d+(?:st|nd|rd|th|d|e|er|re|eme|a|o)?|ed|edn|edition|editions|eds|first|second|third|"
+    r"fourth|fifth|sixth|seventh|eighth|ninth|tenth|new|the)\b|第|版|次|[0-9一二三四五六七八九十]+"
+)
+# Romanised Chinese publisher words ("Ren min chu ban she"), pinyin without spaces.
+_CN_NUMERALS = re.compile("[〇零一二两三四五六七八九十百千]+")
+_PINYIN_PUBLISHER_NOISE = re.compile(
+    "chubanfaxing|chubanshe|chuban|youxianzerengongsi|youxiangongsi|gongsi|shuju|shudian|jituan"
+)
+
 
 @dataclass(slots=True)
 class _Features:
@@ -120,17 +150,35 @@ class _Features:
     part: str
     series_volume: str
     pages: int | None
+    volumes: int | None
     material: str
     reproduction: bool
+    language: str
+
+
+def _split_title_part(title: str) -> tuple[str, str]:
+    """("Title", "v. 2") from "Title. v. 2" or ("题名", "下册") from "题名（下册）"."""
+    if not title:
+        return title, ""
+    m = (_TITLE_PART_CJK if has_cjk(title) else _TITLE_PART_LATIN).search(title)
+    if m and m.start() > 0:
+        return title[: m.start()], m.group(1)
+    return title, ""
 
 
 def _features(rec: NormalizedRecord) -> _Features:
-    main = title_key(rec.title, 200)
-    full = title_key(f"{rec.title} {rec.remainder}", 300) if rec.remainder else main
+    title, part = rec.title, rec.part
+    if not part:
+        title, part = _split_title_part(title)
+    main = title_key(title, 200)
+    full = title_key(f"{title} {rec.remainder}", 300) if rec.remainder else main
     vmain = vfull = ""
     if rec.title_vernacular:
         # 245 $a/$b are not split in the vernacular: the 880 holds them together.
-        vfull = title_key(rec.title_vernacular, 300)
+        vt, vpart = _split_title_part(rec.title_vernacular)
+        if not part:
+            part = vpart
+        vfull = title_key(vt, 300)
         vmain = vfull
     cjk = has_cjk(main) or bool(vmain and has_cjk(vmain))
     langs = rec.languages
@@ -143,6 +191,13 @@ def _features(rec: NormalizedRecord) -> _Features:
             authors.append(fold_name(n.name))
         if n.vernacular:
             authors.append(fold_name(n.vernacular))
+    extent = fold(rec.extent) if rec.extent else ""
+    vm = _VOLUMES.match(extent)
+    isbns = frozenset(
+        i.isbn13
+        for i in rec.isbns
+        if i.valid and i.isbn13 and not _COLLECTIVE_ISBN.search(i.qualifier.lower())
+    )
     return _Features(
         main=main,
         full=full,
@@ -151,7 +206,7 @@ def _features(rec: NormalizedRecord) -> _Features:
         cjk=cjk,
         chinese=chinese,
         has_remainder=bool(rec.remainder.strip()),
-        isbns=frozenset(i.isbn13 for i in rec.isbns if i.valid and i.isbn13),
+        isbns=isbns,
         oclc=frozenset(k for k in (oclc_key(o) for o in rec.oclc) if k),
         lccn=lccn_key(rec.lccn) if rec.lccn else "",
         issns=frozenset(s.replace("-", "").upper() for s in rec.issns if s),
@@ -161,11 +216,13 @@ def _features(rec: NormalizedRecord) -> _Features:
         year=rec.years[0] if rec.years else None,
         edition_number=rec.edition_number,
         edition=fold(rec.edition) if rec.edition else "",
-        part=part_key(rec.part) if rec.part else "",
+        part=part_key(part) if part else "",
         series_volume=part_key(rec.series_volume) if rec.series_volume else "",
         pages=rec.pages,
+        volumes=int(vm.group(1)) if vm else None,
         material=rec.material or "book",
         reproduction=rec.reproduction,
+        language=langs[0] if langs and langs[0] not in _LANG_UNKNOWN else "",
     )
 
 
@@ -228,31 +285,77 @@ def _ratio(a: str, b: str) -> float:
         return 0.0
     if a == b:
         return 100.0
+    r = float(fuzz.ratio(a, b))
     if " " in a or " " in b:
-        return float(fuzz.token_sort_ratio(a, b))
-    return float(fuzz.ratio(a, b))
+        # Word order differs between catalogues ("Mark Twain" / "Twain, Mark").
+        r = max(r, float(fuzz.token_sort_ratio(a, b)))
+    return r
 
 
-def _title_score(fa: _Features, fb: _Features) -> tuple[float, str]:
-    """Best agreement between the title forms of two records, and which forms agreed."""
-    forms_a = [(fa.main, fa.full, fa.has_remainder)]
-    forms_b = [(fb.main, fb.full, fb.has_remainder)]
-    if fa.vmain:
-        forms_a.append((fa.vmain, fa.vfull, False))
-    if fb.vmain:
-        forms_b.append((fb.vmain, fb.vfull, False))
-    best, how = 0.0, ""
-    for ma, fua, rema in forms_a:
+def _close(x: str, y: str) -> bool:
+    """Two words that are the same word, give or take one typo: a letter dropped, added,
+    changed, or two letters swapped (two typos in long words). Numbers must be equal."""
+    if x == y:
+        return True
+    if x.isdigit() or y.isdigit() or min(len(x), len(y)) < 4:
+        return False
+    d = OSA.distance(x, y)
+    return d <= 1 or (d == 2 and min(len(x), len(y)) >= 8)
+
+
+def _unmatched(a: list[str], b: list[str]) -> list[str]:
+    exact = set(b)
+    rest = [v for v in b if len(v) >= 4 and not v.isdigit()]
+    return [w for w in a if w not in exact and not any(_close(w, v) for v in rest)]
+
+
+def _word_conflict(a: str, b: str) -> bool:
+    """Each title has a word the other lacks ("Jewish festival tales" / "Christian festival
+    tales", "Old Testament" / "New Testament"): another book, not a typo or a dropped word."""
+    if not a or not b or has_cjk(a) or has_cjk(b):
+        return False
+    wa, wb = a.split(), b.split()
+    return bool(_unmatched(wa, wb)) and bool(_unmatched(wb, wa))
+
+
+def _typo_score(a: str, b: str) -> float:
+    """Titles equal word by word but for one typo score 95, whatever their length."""
+    wa, wb = a.split(), b.split()
+    if len(wa) != len(wb) or not wa:
+        return 0.0
+    diffs = [(x, y) for x, y in zip(wa, wb, strict=True) if x != y]
+    if len(diffs) == 1 and _close(*diffs[0]):
+        return 95.0
+    return 0.0
+
+
+def _title_forms(f: _Features) -> list[tuple[str, str, bool]]:
+    forms = [(f.main, f.full, f.has_remainder)]
+    if f.vmain:
+        forms.append((f.vmain, f.vfull, False))
+    return forms
+
+
+def _title_score(fa: _Features, fb: _Features) -> tuple[float, str, bool]:
+    """Best agreement between the title forms of two records, which forms agreed, and whether
+    the best-agreeing forms have a word conflict."""
+    best, how, conflict = 0.0, "", False
+    for ma, fua, rema in _title_forms(fa):
         ca = has_cjk(ma)
-        for mb, fub, remb in forms_b:
+        for mb, fub, remb in _title_forms(fb):
             if not ma or not mb or ca != has_cjk(mb):
                 continue
-            s = _ratio(fua, fub)
+            s = max(_ratio(fua, fub), _typo_score(fua, fub))
+            c = _word_conflict(fua, fub)
             # Title proper alone counts unless both carry a subtitle (then it must agree too).
             if not (rema and remb):
-                s = max(s, _ratio(ma, mb))
-            if s > best:
-                best, how = s, ("vernacular" if ca else "title")
+                sm = max(_ratio(ma, mb), _typo_score(ma, mb))
+                cm = _word_conflict(ma, mb)
+                if sm > s or (sm == s and c and not cm):
+                    s = sm
+                c = c and cm
+            if s > best or (s == best and conflict and not c):
+                best, how, conflict = s, ("vernacular" if ca else "title"), c
     if best < 90 and (fa.chinese or fb.chinese) and fa.cjk != fb.cjk:
         # Romanised (pinyin) title against a vernacular one: compare as toneless pinyin.
         cjk_side, rom_side = (fa, fb) if fa.cjk else (fb, fa)
@@ -261,17 +364,31 @@ def _title_score(fa: _Features, fb: _Features) -> tuple[float, str]:
         for rom in (rom_side.full, rom_side.main):
             s = _ratio(pa, rom.replace(" ", ""))
             if s > best:
-                best, how = s, "pinyin"
-    return best, how
+                best, how, conflict = s, "pinyin", False
+    return best, how, conflict
 
 
-def _name_pair(a: str, b: str) -> float:
+def _cross_script(a: str, b: str) -> float | None:
+    """Chinese script against its romanisation, as toneless pinyin; None if not comparable."""
+    ca, cb = has_cjk(a), has_cjk(b)
+    if ca == cb:
+        return None
+    han, rom = (a, b) if ca else (b, a)
+    if not has_han_only(han):
+        return None
+    return float(fuzz.ratio(pinyin_key(han), rom.replace(" ", "")))
+
+
+def _name_pair(a: str, b: str, chinese: bool) -> float | None:
     if a == b:
         return 100.0
-    if has_cjk(a) or has_cjk(b):
+    ca, cb = has_cjk(a), has_cjk(b)
+    if ca != cb:
+        return _cross_script(a, b) if chinese else None
+    if ca:
         return float(fuzz.ratio(a.replace(" ", ""), b.replace(" ", "")))
     ta, tb = a.split(), b.split()
-    whole = float(fuzz.token_sort_ratio(a, b))
+    whole = _ratio(a, b)
     if not ta or not tb:
         return whole
     # "Hardy, G. H." against "Hardy, Godfrey Harold": the surname must agree and the initials
@@ -288,8 +405,15 @@ def _name_pair(a: str, b: str) -> float:
 
 
 def _author_score(fa: _Features, fb: _Features) -> float | None:
+    chinese = fa.chinese or fb.chinese
     if fa.authors and fb.authors:
-        return max(_name_pair(x, y) for x in fa.authors[:4] for y in fb.authors[:4])
+        scores = [
+            s
+            for x in fa.authors[:4]
+            for y in fb.authors[:4]
+            if (s := _name_pair(x, y, chinese)) is not None
+        ]
+        return max(scores) if scores else None
     # One side has no name headings (copy cataloguing often drops 1XX/7XX): look for a
     # heading's surname in the other's statement of responsibility.
     named, other = (fa, fb) if fa.authors else (fb, fa)
@@ -303,13 +427,35 @@ def _author_score(fa: _Features, fb: _Features) -> float | None:
 
 
 def _publisher_score(fa: _Features, fb: _Features) -> float | None:
-    if not fa.publisher or not fb.publisher:
+    a, b = fa.publisher, fb.publisher
+    if not a or not b:
         return None
-    if fa.publisher == fb.publisher:
+    if a == b:
         return 100.0
-    if has_cjk(fa.publisher) or has_cjk(fb.publisher):
-        return float(fuzz.partial_ratio(fa.publisher, fb.publisher))
-    return float(fuzz.token_set_ratio(fa.publisher, fb.publisher))
+    ca, cb = has_cjk(a), has_cjk(b)
+    if ca != cb:
+        if not (fa.chinese or fb.chinese):
+            return None
+        han, rom = (a, b) if ca else (b, a)
+        if not has_han_only(han):
+            return None
+        rom = _PINYIN_PUBLISHER_NOISE.sub("", rom.replace(" ", ""))
+        py = _PINYIN_PUBLISHER_NOISE.sub("", pinyin_key(han))
+        # One side may name a co-publisher the other leaves out: the shorter one must be in it.
+        return _contained(py, rom)
+    if ca:
+        return _contained(a.replace(" ", ""), b.replace(" ", ""))
+    return float(fuzz.token_set_ratio(a, b))
+
+
+def _contained(a: str, b: str) -> float:
+    """Similarity of two unspaced strings where the shorter may be part of the longer."""
+    if not a or not b:
+        return 0.0
+    r = float(fuzz.ratio(a, b))
+    if min(len(a), len(b)) >= 4:
+        r = max(r, float(fuzz.partial_ratio(a, b)))
+    return r
 
 
 def _year_score(fa: _Features, fb: _Features) -> float | None:
@@ -329,6 +475,47 @@ def _pages_score(fa: _Features, fb: _Features) -> float | None:
     if d <= big * 0.10:
         return 60.0
     return 0.0
+
+
+def _edition_conflict(fa: _Features, fb: _Features) -> bool:
+    """Both state an edition and the statements name different ones ("8th ed." and "8th ed.,
+    Brief ed."; "Rev. ed." and "Large print ed."), beyond the edition number."""
+    a, b = fa.edition, fb.edition
+    if not a or not b or a == b:
+        return False
+    if fa.chinese or fb.chinese:
+        x = _cross_script(_arabic(a), _arabic(b))
+        if x is not None:
+            return x < 70
+    if has_cjk(a) != has_cjk(b):
+        return False
+    wa = _EDITION_NOISE.sub(" ", a).split()
+    wb = _EDITION_NOISE.sub(" ", b).split()
+    if has_cjk(a):
+        return "".join(wa) != "".join(wb)
+    return bool(_unmatched(wa, wb) or _unmatched(wb, wa))
+
+
+def _one_year_off_ok(
+    title: float, author: float | None, publisher: float | None, pages: float | None
+) -> bool:
+    """A copyright year against a printing year: one year apart is the same book only when
+    everything else agrees exactly, page count included."""
+    return (
+        title >= 95
+        and author is not None
+        and author >= 90
+        and publisher is not None
+        and publisher >= 90
+        and pages == 100.0
+    )
+
+
+def _arabic(text: str) -> str:
+    """Chinese numerals as digits ("三版" → "3版"), so "3 ban" and "三版" compare."""
+    if not has_cjk(text):
+        return text
+    return _CN_NUMERALS.sub(lambda m: str(cn_number(m.group(0)) or m.group(0)), text)
 
 
 _WEIGHTS = {"title": 0.4, "author": 0.2, "year": 0.15, "publisher": 0.15, "pages": 0.1}
@@ -351,10 +538,12 @@ def decide(a: NormalizedRecord, b: NormalizedRecord) -> MatchDecision:
 def _decide(fa: _Features, fb: _Features) -> MatchDecision:
     reasons: list[str] = []
     scores: dict[str, float] = {}
-    title, how = _title_score(fa, fb)
+    title, how, title_conflict = _title_score(fa, fb)
     scores["title"] = round(title, 1)
     if how and how != "title":
         reasons.append(f"title-form={how}")
+    if title_conflict:
+        reasons.append("title-words-differ")
     author = _author_score(fa, fb)
     if author is not None:
         scores["author"] = round(author, 1)
@@ -387,21 +576,17 @@ def _decide(fa: _Features, fb: _Features) -> MatchDecision:
         return refuse("different-material", f"material:{fa.material}≠{fb.material}")
     if fa.reproduction != fb.reproduction:
         return refuse("reprint", "reproduction:one-side")
-    if fa.part and fb.part and fa.part != fb.part:
+    if parts_conflict(fa.part, fb.part):
         return refuse("different-volume", f"part:{fa.part}≠{fb.part}")
-    if fa.series_volume and fb.series_volume and fa.series_volume != fb.series_volume:
+    if parts_conflict(fa.series_volume, fb.series_volume):
         return refuse("different-volume", f"series-volume:{fa.series_volume}≠{fb.series_volume}")
     ea, eb = fa.edition_number, fb.edition_number
     if ea is not None and eb is not None and ea != eb:
         return refuse("different-edition", f"edition:{ea}≠{eb}")
-    if (
-        ea is None
-        and eb is None
-        and fa.edition
-        and fb.edition
-        and _ratio(fa.edition, fb.edition) < 60
-    ):
-        return refuse("different-edition", "edition-statements-differ")
+    if fa.language and fb.language and fa.language != fb.language:
+        return refuse("different-language", f"language:{fa.language}≠{fb.language}")
+    if fa.volumes is not None and fb.volumes is not None and fa.volumes != fb.volumes:
+        return refuse("different-volume", f"volumes:{fa.volumes}≠{fb.volumes}")
 
     # Soft conflicts: one side says more than the other. Only an identifier outweighs them.
     soft: list[tuple[str, str]] = []
@@ -411,6 +596,12 @@ def _decide(fa: _Features, fb: _Features) -> MatchDecision:
         (ea is None and eb is None) and bool(fa.edition) != bool(fb.edition)
     ):
         soft.append(("different-edition", "edition:one-side"))
+    if _edition_conflict(fa, fb):
+        soft.append(("different-edition", "edition-statements-differ"))
+    if (fa.volumes or 1) > 1 and fb.volumes is None and fb.pages:
+        soft.append(("different-volume", "volumes:one-side"))
+    if (fb.volumes or 1) > 1 and fa.volumes is None and fa.pages:
+        soft.append(("different-volume", "volumes:one-side"))
     ydiff = abs(fa.year - fb.year) if fa.year is not None and fb.year is not None else None
 
     # 2. Identifiers.
@@ -422,6 +613,8 @@ def _decide(fa: _Features, fb: _Features) -> MatchDecision:
     if shared_isbn:
         if title < 60 and how != "pinyin":
             return refuse("isbn-reused", "title-differs")
+        if title_conflict and title < 95:
+            return refuse("isbn-reused", "title-differs")
         if ydiff is not None and ydiff > 1:
             return refuse("isbn-reused", f"year:{fa.year}≠{fb.year}")
         if pages == 0.0:
@@ -430,7 +623,7 @@ def _decide(fa: _Features, fb: _Features) -> MatchDecision:
             return refuse("isbn-reused", "author-differs")
         if title >= 80:
             return MatchDecision(True, "isbn+title", max(sim, 0.9), scores, reasons)
-        if author is not None and author >= 90 and ydiff == 0:
+        if title >= 70 and author is not None and author >= 90 and ydiff == 0:
             return MatchDecision(True, "isbn+author", max(sim, 0.85), scores, reasons)
         return refuse("isbn-reused", "title-differs")
 
@@ -438,22 +631,26 @@ def _decide(fa: _Features, fb: _Features) -> MatchDecision:
     if soft:
         rule, why = soft[0]
         return refuse(rule, why)
+    if fa.isbns and fb.isbns:
+        # Each has ISBNs and none is shared: another binding, edition or book.
+        return refuse("different-isbn", "isbn-disjoint")
     if fa.issns and fb.issns and not (fa.issns & fb.issns):
         return refuse("different-isbn", "issn-differs")
-    isbn_conflict = bool(fa.isbns and fb.isbns)
-    if title < 90:
+    if title < 90 or title_conflict:
         return refuse("different-title")
     if ydiff is None:
         # Without both years a title match is too weak to cluster on.
         return refuse("insufficient", "year:missing")
-    if ydiff > 0:
+    if ydiff > 1 or (ydiff == 1 and not _one_year_off_ok(title, author, publisher, pages)):
         # Same title and author, another year: an unstated new edition or a reprint.
         if publisher is not None and publisher < 60:
             return refuse("reprint", f"year:{fa.year}≠{fb.year}")
         return refuse("different-year", f"year:{fa.year}≠{fb.year}")
+    if ydiff == 1:
+        reasons.append(f"year:{fa.year}~{fb.year}")
     if author is None:
-        if fa.authors or fb.authors:
-            # One side has a name the other does not mention at all: not enough to go on.
+        if (fa.authors and fb.responsibility) or (fb.authors and fa.responsibility):
+            # One side has a name the other's statement of responsibility does not mention.
             return refuse("insufficient", "author:one-side")
         if publisher is None or publisher < 85 or title < 95:
             return refuse("insufficient", "no-author")
@@ -463,19 +660,12 @@ def _decide(fa: _Features, fb: _Features) -> MatchDecision:
         return refuse("different-publisher")
     if pages is not None and pages == 0.0:
         return refuse("different-edition", "pages-differ")
-    if isbn_conflict:
-        # Disjoint ISBNs: at most a binding variant. Cluster only on near-identical description.
-        strong = (
-            title >= 95
-            and (author or 0) >= 90
-            and (publisher or 0) >= 80
-            and pages is not None
-            and pages == 100.0
-        )
-        if not strong:
-            return refuse("different-isbn", "isbn-disjoint")
-        reasons.append("isbn-disjoint")
-    if publisher is None and pages is None:
+    if (
+        publisher is None
+        and pages is None
+        and not (title >= 98 and author is not None and author >= 95)
+    ):
+        # Nothing but a title, an author and a year: only an exact agreement will do.
         return refuse("insufficient", "publisher+pages:missing")
     return MatchDecision(True, "title+author+year+publisher", sim, scores, reasons)
 

@@ -27,6 +27,7 @@ __all__ = [
     "lccn_key",
     "oclc_key",
     "part_key",
+    "parts_conflict",
     "pinyin_key",
     "t2s",
     "title_key",
@@ -303,10 +304,20 @@ def _roman(word: str) -> int | None:
     return total
 
 
+# Words that only say "this is a volume": they carry no identity of their own.
+_PART_WORDS_TEXT = (
+    "v vol vols volume volumes pt part parts no nr number bd band t tome tomo book bk sect "
+    "section sec teil heft fasc fascicle livre ser series and"
+)
+_PART_WORDS = frozenset(_PART_WORDS_TEXT.split())
+_CN_PART_MARKS = re.compile("[第卷册冊辑輯集部分编編篇次期号號]")
+
+
 @lru_cache(maxsize=16384)
 def part_key(part: str) -> str:
-    """A volume designation reduced to its numbers: "v. 2", "Vol. II", "Part two", "第二卷",
-    "第2册" all give "2"; "上" gives "1", "下" gives "9"; without numbers, the folded text."""
+    """A volume designation as "<numbers>|<words>": "v. 2", "Vol. II", "Part two", "第二卷",
+    "第2册" all give "2"; "上" gives "1", "下" gives "9"; "Volume 5, Herbs" gives "5|herbs";
+    "Mexico, 1960-1963" gives "1960.1963|mexico"."""
     s = fold(part)
     if not s:
         return ""
@@ -317,23 +328,44 @@ def part_key(part: str) -> str:
             if n is not None:
                 nums.append(str(n))
         nums.extend(str(int(d)) for d in _DIGITS.findall(s))
+        rest = _CN_PART_MARKS.sub("", _DIGITS.sub("", _CN_NUM_RUN.sub("", s)))
         if not nums:
-            nums = [_CN_POSITION[ch] for ch in s if ch in _CN_POSITION]
-        return ".".join(nums) if nums else s
+            nums = [_CN_POSITION[ch] for ch in rest if ch in _CN_POSITION]
+            rest = "".join(ch for ch in rest if ch not in _CN_POSITION)
+        rest = rest.replace("册", "").strip()
+        return ".".join(nums) + ("|" + rest if rest else "")
+    words: list[str] = []
+    prev_designation = False
     for word in s.split():
         if word.isdigit():
             nums.append(str(int(word)))
         elif word in _WORD_NUMBERS:
             nums.append(str(_WORD_NUMBERS[word]))
+        elif word in _PART_WORDS:
+            prev_designation = True
+            continue
         else:
             digits = _DIGITS.findall(word)
+            r = _roman(word) if (len(word) > 1 or prev_designation) else None
             if digits:
                 nums.extend(str(int(d)) for d in digits)
-            else:
-                r = _roman(word) if word not in ("v", "d", "c", "l", "i", "x", "m") else None
-                if r is not None:
-                    nums.append(str(r))
-    return ".".join(nums) if nums else s
+            elif r is not None:
+                nums.append(str(r))
+            elif word not in _ARTICLES:
+                words.append(word)
+        prev_designation = False
+    return ".".join(nums) + ("|" + " ".join(words) if words else "")
+
+
+def parts_conflict(a: str, b: str) -> bool:
+    """Do two part keys name different volumes? Numbers are compared when both have them, and
+    words when both have them. "2" and "2|herbs" agree; "1" and "|herbs" cannot be compared
+    (no conflict); "1960|mexico" and "1960|soviet union" differ."""
+    if a == b or not a or not b:
+        return False
+    na, _, wa = a.partition("|")
+    nb, _, wb = b.partition("|")
+    return bool((na and nb and na != nb) or (wa and wb and wa != wb))
 
 
 _LCCN_SUFFIX = re.compile(r"/.*$")
