@@ -108,6 +108,25 @@ def test_match_keys_have_one_prefix_per_kind() -> None:
     assert len(keys) == len(set(keys))
 
 
+def test_keys_survive_typos_year_shifts_and_subtitle_changes() -> None:
+    a = rec(isbns=[], years=[1997])
+    typo = rec(isbns=[], title="The art of computer programing", years=[1997])
+    shifted = rec(isbns=[], years=[1998])
+    merged = rec(isbns=[], title="The art of computer programming : fundamental algorithms")
+    dropped = rec(isbns=[], remainder="")
+    ampersand = rec(isbns=[], title="The art & computer programming")
+    ka = set(match_keys(a))
+    assert "ta:knuth|aocp" in ka
+    for other in (typo, shifted, merged, dropped):
+        assert ka & set(match_keys(other)), other.title
+    assert set(match_keys(rec(isbns=[], title="The art and computer programming"))) & set(
+        match_keys(ampersand)
+    )
+    # Another book by the same author with other initials shares nothing.
+    other_book = rec(isbns=[], title="Concrete mathematics", remainder="", years=[1994])
+    assert not ka & set(match_keys(other_book))
+
+
 def test_cjk_variants_block_together() -> None:
     simp = cn(title="中国历史地理")
     trad = cn(title="中國歷史地理")

@@ -232,9 +232,15 @@ def _features(rec: NormalizedRecord) -> _Features:
 def match_keys(rec: NormalizedRecord) -> list[str]:
     """Blocking keys: records sharing one key are compared by :func:`decide`.
 
-    ``isbn:<13 digits>``, ``issn:<8>``, ``lccn:<normalised>``, ``oclc:<digits>``,
-    ``title:<folded title>|<year or ''>`` for the title and for its vernacular (880) form, and
-    for Chinese records ``py:<toneless pinyin>|<year>`` so romanised and vernacular titles meet.
+    - ``isbn:<13 digits>``, ``issn:<8>``, ``lccn:<normalised>``, ``oclc:<digits>``;
+    - ``title:<folded title>|<year>`` for the title proper, for the title with its subtitle and
+      for the vernacular (880) form; also with the year before, so a copyright year and a
+      printing year one apart still meet (``|`` alone when the year is unknown);
+    - ``py:<toneless pinyin>|<year>`` for Chinese records, so romanised and vernacular titles
+      meet;
+    - ``ta:<author surname>|<initials of the title>`` so a typo in the title or the year does not
+      keep two copies of one book apart when they have no identifier in common.
+
     Each key is at most 200 characters (``match_keys.key``).
     """
     keys: list[str] = []
@@ -259,21 +265,32 @@ def match_keys(rec: NormalizedRecord) -> list[str]:
         k = oclc_key(o)
         if k:
             add("oclc:" + k)
-    year = str(rec.years[0]) if rec.years else ""
-    titles = [rec.title]
-    if rec.title_vernacular:
-        titles.append(rec.title_vernacular)
+    y = rec.years[0] if rec.years else None
+    years = [str(y), str(y - 1)] if y is not None else [""]
     langs = rec.languages
     chinese_lang = "chi" in langs or "zho" in langs
-    for t in titles:
-        k = title_key(t)
+    main = title_key(rec.title)
+    forms = [main]
+    if rec.remainder:
+        forms.append(title_key(f"{rec.title} {rec.remainder}"))
+    if rec.title_vernacular:
+        forms.append(title_key(rec.title_vernacular))
+    for k in forms:
         if not k:
             continue
-        add(f"title:{k}|{year}")
+        for yy in years:
+            add(f"title:{k}|{yy}")
         if chinese_lang or (not langs and has_han_only(k)):
-            p = pinyin_key(k)[:80]
+            p = pinyin_key(k)[:60]
             if p:
-                add(f"py:{p}|{year}")
+                add(f"py:{p}|{years[0]}")
+    if main and rec.names:
+        name = fold_name(rec.names[0].name)
+        surname = name.split(" ", 1)[0] if name else ""
+        if surname:
+            # CJK titles have no words: their first two characters stand for the initials.
+            initials = main[:2] if has_cjk(main) else "".join(w[0] for w in main.split()[:5])
+            add(f"ta:{surname[:40]}|{initials}")
     return keys
 
 

@@ -167,13 +167,16 @@ _ARTICLES = frozenset(_ARTICLES_WORDS.split())
 
 
 def title_key(title: str, limit: int = 80) -> str:
-    """Folded title without a leading article, cut to ``limit`` characters."""
+    """Folded title without a leading article and without "and" ("&" in other copies), cut to
+    ``limit`` characters."""
     s = fold(title)
     if not s:
         return ""
     head, sep, rest = s.partition(" ")
     if sep and rest and head in _ARTICLES and head != "de":
         s = rest
+    if " and " in s:
+        s = s.replace(" and ", " ")
     return s[:limit].rstrip()
 
 
