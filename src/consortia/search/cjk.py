@@ -309,10 +309,19 @@ class _Piece:
 
 
 def _pieces(folded: str) -> list[_Piece]:
-    return [
-        _Piece(m.lastgroup or "word", m.group(), m.start(), m.end())
-        for m in _TOKEN_RE.finditer(folded)
-    ]
+    out: list[_Piece] = []
+    for m in _TOKEN_RE.finditer(folded):
+        text = m.group()
+        if m.lastgroup == "cjk" and not text.isalnum():
+            # Code points of the CJK blocks that this Python's Unicode tables do not know yet
+            # are not letters: leave them out, so every token stays letters and digits.
+            for sub in re.finditer(r"[^\W_]+", text):
+                out.append(
+                    _Piece("cjk", sub.group(), m.start() + sub.start(), m.start() + sub.end())
+                )
+            continue
+        out.append(_Piece(m.lastgroup or "word", text, m.start(), m.end()))
+    return out
 
 
 def _bigrams(run: str) -> list[str]:
