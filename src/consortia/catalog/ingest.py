@@ -284,6 +284,9 @@ class Writer:
 
     def apply(self, batch: list[Prepared | Failed]) -> None:
         conn = self.conn
+        # Live records of the clusters this batch looked at (filled by _cluster, extended by
+        # _store): the refresh at the end re-merges them without reading them back.
+        self._live: dict[int, list[tuple[int, str, NormalizedRecord]]] = {}
         now = dt.datetime.now(dt.UTC)
         failures = [b for b in batch if isinstance(b, Failed)]
         # The last occurrence of a record id in a batch wins, as it would across batches.
@@ -473,6 +476,10 @@ class Writer:
             conn.execute(insert(Holding), item_rows)
         self.summary.added += len(to_insert)
         self.summary.updated += len(to_update)
+        for sid, p in pairs:
+            cid = decisions[id(p)][0]
+            if cid > 0 and cid in self._live and p.normalized is not None:
+                self._live[cid].append((sid, self.member_code, p.normalized))
         # Representatives of new clusters: their first record.
         sid_of = {id(p): sid for sid, p in pairs}
         reps = [
@@ -538,14 +545,16 @@ class Writer:
                     Member.code,
                     SourceRecord.normalized,
                     (SourceRecord.id == Cluster.representative_id).label("is_rep"),
+                    SourceRecord.id,
                 )
                 .join(Member, Member.id == SourceRecord.member_id)
                 .join(Cluster, Cluster.id == SourceRecord.cluster_id)
                 .where(SourceRecord.cluster_id.in_(cpart), SourceRecord.deleted.is_(False))
                 .order_by(SourceRecord.cluster_id, SourceRecord.id)
             )
-            for cid, code, norm, is_rep in crows:
+            for cid, code, norm, is_rep, sid in crows:
                 entry = (code, record_from_dict(norm))
+                self._live.setdefault(cast(int, cid), []).append((sid, code, entry[1]))
                 bucket = members_of.setdefault(cast(int, cid), [])
                 if is_rep:
                     bucket.insert(0, entry)
@@ -581,8 +590,12 @@ class Writer:
         """Recount and re-merge existing clusters whose records changed; drop emptied ones."""
         conn = self.conn
         now = dt.datetime.now(dt.UTC)
-        for part in _parts(sorted(dirty)):
-            members: dict[int, list[tuple[int, str, dict[str, Any]]]] = {c: [] for c in part}
+        live = getattr(self, "_live", {})
+        cached = {c: sorted(live[c], key=lambda t: t[0]) for c in dirty if c in live}
+        members: dict[int, list[tuple[int, str, NormalizedRecord]]] = dict(cached)
+        for part in _parts(sorted(dirty - set(cached))):
+            for c in part:
+                members[c] = []
             rows = conn.execute(
                 select(
                     SourceRecord.cluster_id, SourceRecord.id, Member.code, SourceRecord.normalized
@@ -592,42 +605,44 @@ class Writer:
                 .order_by(SourceRecord.id)
             )
             for cid, sid, code, norm in rows:
-                members[cast(int, cid)].append((sid, code, norm))
-            empty = [c for c, recs in members.items() if not recs]
-            if empty:
-                conn.execute(delete(Cluster).where(Cluster.id.in_(empty)))
-            updates = []
-            for cid, recs in members.items():
-                if not recs:
-                    continue
-                normalized = [(code, record_from_dict(norm)) for _, code, norm in recs]
-                updates.append(
-                    {
-                        "cid": cid,
-                        "merged": matching.merge(normalized),
-                        "record_count": len(recs),
-                        "member_count": len({c for _, c, _ in recs}),
-                        "title": normalized[0][1].title[:1000],
-                        "year": normalized[0][1].year,
-                        "rep": recs[0][0],
-                        "now": now,
-                    }
-                )
-            if updates:
-                conn.execute(
-                    update(Cluster)
-                    .where(Cluster.id == bindparam("cid"))
-                    .values(
-                        merged=bindparam("merged"),
-                        record_count=bindparam("record_count"),
-                        member_count=bindparam("member_count"),
-                        title=bindparam("title"),
-                        year=bindparam("year"),
-                        representative_id=bindparam("rep"),
-                        updated_at=bindparam("now"),
-                    ),
-                    updates,
-                )
+                members[cast(int, cid)].append((sid, code, record_from_dict(norm)))
+        empty = [c for c, recs in members.items() if not recs]
+        for part in _parts(empty):
+            conn.execute(delete(Cluster).where(Cluster.id.in_(part)))
+        updates = []
+        for cid, recs in members.items():
+            if not recs:
+                continue
+            first = recs[0][2]
+            updates.append(
+                {
+                    "cid": cid,
+                    "merged": matching.merge([(code, r) for _, code, r in recs]),
+                    "record_count": len(recs),
+                    "member_count": len({c for _, c, _ in recs}),
+                    "title": first.title[:1000],
+                    "year": first.year,
+                    "rep": recs[0][0],
+                    "now": now,
+                }
+            )
+        if updates:
+            conn.execute(
+                update(Cluster)
+                .where(Cluster.id == bindparam("cid"))
+                .values(
+                    merged=bindparam("merged"),
+                    record_count=bindparam("record_count"),
+                    member_count=bindparam("member_count"),
+                    title=bindparam("title"),
+                    year=bindparam("year"),
+                    representative_id=bindparam("rep"),
+                    updated_at=bindparam("now"),
+                ),
+                updates,
+            )
+        for c in dirty:
+            live.pop(c, None)
 
     def finish_replace(self) -> None:
         """--replace: the member's live records absent from this full load are deleted."""
