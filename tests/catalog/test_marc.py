@@ -578,3 +578,22 @@ def test_memory_stays_flat_on_a_large_file(tmp_path: Path) -> None:
     assert n == 220 * repeats
     assert big.stat().st_size > 50_000_000
     assert peak < 30_000_000, f"peak {peak / 1e6:.1f} MB"
+
+
+def test_quarantine_reasons_exist_in_chinese_and_english() -> None:
+    from consortia.i18n import catalogue
+
+    msgids = {
+        f.msgid for p in sorted(BAD.iterdir()) for f in results(p) if isinstance(f, ReadFailure)
+    }
+    msgids |= {
+        f.msgid
+        for blob in (GOOD + b"junk\x1d", b"00x12" + GOOD2[5:], GOOD[:-3], b'[{"fields": 3}]')
+        for f in results(blob)
+        if isinstance(f, ReadFailure)
+    }
+    assert len(msgids) >= 12
+    for lang in ("zh-CN", "en"):
+        missing = msgids - set(catalogue(lang))
+        assert not missing, (lang, missing)
+    assert catalogue("zh-CN")["missing 001 (record identifier)"] == "缺少 001（记录标识号）"
