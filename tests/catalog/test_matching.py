@@ -523,9 +523,23 @@ def test_merge_shows_vernacular_title_for_chinese_books() -> None:
     )
     cnmarc = cn(record_id="gz1")
     m = merge([("CN-LC", marc21), ("CN-GZ", cnmarc)])
-    assert has_han(m["title"]["value"])
+    # The CNMARC title (script in the title proper) is shown, the romanised one kept beside it,
+    # and the script forms of the other elements win over the romanised ones.
+    assert m["title"] == {"value": "中国历史地理", "member": "CN-GZ", "record_id": "gz1"}
     assert m["title_romanised"]["value"] == "Zhongguo li shi di li"
     assert m["title_romanised"]["member"] == "CN-LC"
+    assert m["publisher"]["value"] == "人民出版社"
+    # Fields without script forms still come from the most complete record.
+    assert m["pages"]["member"] == m["representative"]["member"]
+    # Without a CNMARC record, the 880 form is the display title.
+    m2 = merge([("CN-LC", marc21)])
+    assert m2["title"]["value"] == "中國歷史地理"
+    assert m2["title_romanised"]["value"] == "Zhongguo li shi di li"
+    # One person, romanised with its 880 in one record and in the script in the other.
+    named = dataclasses.replace(marc21, names=[Name("Tan, Qixiang", "editor", vernacular="譚其驤")])
+    m3 = merge([("CN-LC", named), ("CN-GZ", cnmarc)])
+    assert len(m3["names"]) == 1
+    assert {s["member"] for s in m3["names"][0]["sources"]} == {"CN-LC", "CN-GZ"}
 
 
 def has_han(s: str) -> bool:

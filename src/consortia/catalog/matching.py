@@ -796,6 +796,11 @@ _SCALARS = (
 )
 
 
+_SCRIPT_FIELDS = frozenset(
+    {"remainder", "part", "responsibility", "publisher", "place", "edition", "series"}
+)
+
+
 def _source(member: str, rec: NormalizedRecord) -> dict[str, str]:
     return {"member": member, "record_id": rec.record_id}
 
@@ -813,39 +818,46 @@ def merge(records: Sequence[tuple[str, NormalizedRecord]]) -> dict[str, Any]:
     if not live:
         return {}
     ordered = sorted(live, key=lambda mr: (-completeness(mr[1]), mr[0], mr[1].record_id))
+    # A book with a title in Chinese (Japanese, Korean) script anywhere: its readers want the
+    # script forms, so they win over romanised ones even from a less complete record.
+    script_book = any(has_cjk(r.title) or has_cjk(r.title_vernacular) for _, r in live)
     out: dict[str, Any] = {}
     for name in _SCALARS:
+        chosen: tuple[Any, str, NormalizedRecord] | None = None
         for m, r in ordered:
             value = getattr(r, name)
-            if value not in ("", None):
-                out[name] = {"value": value, **_source(m, r)}
+            if value in ("", None):
+                continue
+            if chosen is None:
+                chosen = (value, m, r)
+            if not (script_book and name in _SCRIPT_FIELDS):
                 break
+            if isinstance(value, str) and has_cjk(value):
+                chosen = (value, m, r)
+                break
+        if chosen is not None:
+            out[name] = {"value": chosen[0], **_source(chosen[1], chosen[2])}
     for m, r in ordered:
         if r.years:
             out["year"] = {"value": r.years[0], **_source(m, r)}
             break
 
-    # Titles: vernacular for display when any record has it, romanised kept beside it.
-    vern: tuple[str, str, NormalizedRecord] | None = None
-    roman: tuple[str, str, NormalizedRecord] | None = None
-    for m, r in ordered:
-        for t in (r.title, r.title_vernacular):
-            if not t:
-                continue
-            if has_cjk(t):
-                if vern is None:
-                    vern = (t, m, r)
-            elif roman is None and (r.title_vernacular or any(has_cjk(x.title) for _, x in live)):
-                roman = (t, m, r)
-    if vern is not None:
-        t, m, r = vern
+    # Titles: the script form for display (a CNMARC 200 or a MARC21 245 written in the script
+    # before an 880), the romanised form kept beside it.
+    if script_book:
+        in_title = [(r.title, m, r) for m, r in ordered if has_cjk(r.title)]
+        in_880 = [(r.title_vernacular, m, r) for m, r in ordered if has_cjk(r.title_vernacular)]
+        t, m, r = (in_title or in_880)[0]
         out["title"] = {"value": t, **_source(m, r)}
-        if r.title_vernacular == t and r.remainder:
-            # The 880 holds the whole title; the romanised subtitle does not belong beside it.
-            out.pop("remainder", None)
+        remainder = out.get("remainder")
+        if not in_title and remainder is not None and not has_cjk(str(remainder["value"])):
+            # The 880 holds the whole title; a romanised subtitle does not belong beside it.
+            out.pop("remainder")
+        roman = next(
+            ((r2.title, m2, r2) for m2, r2 in ordered if r2.title and not has_cjk(r2.title)), None
+        )
         if roman is not None:
-            t2, m2, r2 = roman
-            out["title_romanised"] = {"value": t2, **_source(m2, r2)}
+            out["title_romanised"] = {"value": roman[0], **_source(roman[1], roman[2])}
 
     def union(getter: Any, key: Any) -> list[dict[str, Any]]:
         found: dict[Any, dict[str, Any]] = {}
@@ -887,7 +899,8 @@ def merge(records: Sequence[tuple[str, NormalizedRecord]]) -> dict[str, Any]:
             "vernacular": e["value"].vernacular,
             "sources": e["sources"],
         }
-        for e in union(lambda r: r.names, lambda n: fold_name(n.name))
+        # The script form names the person across romanised and vernacular records.
+        for e in union(lambda r: r.names, lambda n: fold_name(n.vernacular or n.name))
     ]
     rep_m, rep_r = ordered[0]
     out["representative"] = _source(rep_m, rep_r)
