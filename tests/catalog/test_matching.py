@@ -435,6 +435,27 @@ def test_every_rule_has_a_label() -> None:
     for a, b in [(rec(), rec()), (rec(), rec(material="ebook")), (cn(), cn(part="v. 2"))]:
         assert decide(a, b).rule in RULE_LABELS
     assert set(RULE_LABELS) >= HARD_REFUSALS
+    assert "different-language" in HARD_REFUSALS
+
+
+def test_serials_match_on_issn_and_title() -> None:
+    a = rec(
+        isbns=[],
+        issns=["0317-8471"],
+        title="Journal of library history",
+        remainder="",
+        material="serial",
+        names=[],
+        edition="",
+        edition_number=None,
+        years=[1966],
+        pages=None,
+    )
+    b = dataclasses.replace(a, title="The journal of library history", publisher="")
+    d = decide(a, b)
+    assert d.same and d.rule == "issn+title" and "issn=03178471" in d.reasons
+    c = dataclasses.replace(a, title="Libraries and culture", issns=["0894-8631"])
+    assert not decide(a, c).same
 
 
 # --------------------------------------------------------------------------- clusters

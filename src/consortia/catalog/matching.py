@@ -59,6 +59,7 @@ RULE_LABELS: dict[str, str] = {
     "lccn": "Same LCCN",
     "isbn+title": "Same ISBN and title",
     "isbn+author": "Same ISBN, author and year",
+    "issn+title": "Same ISSN and title",
     "title+author+year+publisher": "Same title, author, year and publisher",
     "different-edition": "Different edition",
     "different-volume": "Different volume of a set",
@@ -75,15 +76,15 @@ RULE_LABELS: dict[str, str] = {
     "new-cluster": "No matching cluster",
 }
 MATCH_RULES = frozenset(
-    {"oclc", "lccn", "isbn+title", "isbn+author", "title+author+year+publisher"}
+    {"oclc", "lccn", "isbn+title", "isbn+author", "issn+title", "title+author+year+publisher"}
 )
 # Refusals that keep a record out of a cluster even when its representative would take it:
 # they come from explicit, conflicting data, never from missing data.
 HARD_REFUSALS = frozenset(
-    {"different-edition", "different-volume", "different-material", "reprint"}
+    {"different-edition", "different-volume", "different-material", "reprint", "different-language"}
 )
 # Rules strong enough to put a second record of the same member into a cluster.
-_IDENTIFIER_RULES = frozenset({"oclc", "lccn", "isbn+title", "isbn+author"})
+_IDENTIFIER_RULES = frozenset({"oclc", "lccn", "isbn+title", "isbn+author", "issn+title"})
 
 
 @dataclass(frozen=True)
@@ -643,6 +644,13 @@ def _decide(fa: _Features, fb: _Features) -> MatchDecision:
         if title >= 70 and author is not None and author >= 90 and ydiff == 0:
             return MatchDecision(True, "isbn+author", max(sim, 0.85), scores, reasons)
         return refuse("isbn-reused", "title-differs")
+
+    shared_issn = fa.issns & fb.issns
+    if shared_issn:
+        # A serial (or a monograph in a numbered series, told apart by its volume above).
+        reasons.append("issn=" + ",".join(sorted(shared_issn)))
+        if title >= 85 and not title_conflict and not soft:
+            return MatchDecision(True, "issn+title", max(sim, 0.9), scores, reasons)
 
     # 3. No shared identifier: title, author, year and publisher together.
     if soft:
