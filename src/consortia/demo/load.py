@@ -67,6 +67,11 @@ def load_demo(console: Console | None = None) -> dict[str, Any]:
                     member_code=row["code"],
                 )
                 created.append((username, role.value, row["code"], password))
+    from consortia.demo.catalog import load_demo_catalogue
+
+    console.print("loading the demo union catalogue / 正在装载演示联合目录 …")
+    records = load_demo_catalogue(SYSTEM, [row["code"] for row in rows])
+    console.print(f"{records} records loaded / 已装载 {records} 条记录")
     table = Table(title="Demo accounts — passwords shown once / 演示账户（密码仅显示一次）")
     for col in ("username", "role", "member", "password"):
         table.add_column(col)
