@@ -14,6 +14,7 @@ import random
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO, cast
 
 import pymarc
 from pymarc import Field, Indicators, Record, Subfield
@@ -575,7 +576,7 @@ def build_member_files(codes: list[str], folder: Path, seed: int = 2016) -> dict
     rnd = random.Random(seed)
     marc21: dict[str, list[bytes]] = {c: [] for c in codes}
     with gzip.open(DATA / "loc-sample.mrc.gz", "rb") as fh:
-        for i, rec in enumerate(pymarc.MARCReader(fh)):
+        for i, rec in enumerate(pymarc.MARCReader(cast(BinaryIO, fh))):
             if rec is None:
                 continue
             holders = rnd.sample(codes, k=min(len(codes), rnd.choice((1, 1, 2, 2, 3, 4))))
