@@ -10,6 +10,8 @@ import dataclasses
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from consortia.catalog.matching import (
     HARD_REFUSALS,
@@ -646,3 +648,36 @@ def test_labelled_pairs_precision_and_recall() -> None:
     recall = tp / (tp + fn)
     assert precision >= 0.995, (precision, wrong[:20])
     assert recall >= 0.97, (recall, wrong[:20])
+
+
+# --------------------------------------------------------------------------- properties
+
+
+_text = st.text(
+    alphabet=st.sampled_from(
+        list("abcxyz ÉéüØ&.:;/-()[]1234 中國历史上下册第二卷ＡＢ１２　かな한")
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    t1=_text,
+    t2=_text,
+    r1=_text,
+    p1=_text,
+    y1=st.one_of(st.none(), st.integers(1800, 2030)),
+    y2=st.one_of(st.none(), st.integers(1800, 2030)),
+)
+def test_decide_and_keys_are_total_and_symmetric(
+    t1: str, t2: str, r1: str, p1: str, y1: int | None, y2: int | None
+) -> None:
+    a = rec(title=t1, remainder=r1, part=p1, years=[y1] if y1 else [], isbns=[])
+    b = rec(title=t2, remainder="", years=[y2] if y2 else [], isbns=[])
+    d1, d2 = decide(a, b), decide(b, a)
+    assert d1.same == d2.same
+    assert d1.rule in RULE_LABELS and 0.0 <= d1.score <= 1.0
+    for k in match_keys(a) + match_keys(b):
+        assert len(k) <= 200 and ":" in k
+    assert decide(a, a).rule != "different-title" or not title_key(t1)
