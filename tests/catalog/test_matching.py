@@ -415,6 +415,22 @@ def test_romanised_edition_and_publisher_against_script() -> None:
     assert not decide(marc21, dataclasses.replace(cnmarc, edition="修订版")).same
 
 
+def test_edition_qualifiers_against_descriptions() -> None:
+    a = rec(isbns=[], edition="8th ed.", edition_number=8)
+    brief = dataclasses.replace(a, edition="8th ed., Brief ed.")
+    assert decide(a, brief).rule == "different-edition"
+    described = dataclasses.replace(a, edition="8th ed., with additional illustrations in colour")
+    assert decide(a, described).same
+
+
+def test_subtitle_cut_short_still_matches() -> None:
+    a = rec(title="Framed", remainder="lesbians, feminists, and media culture", names=[])
+    b = dataclasses.replace(a, remainder="lesbians, feminists, and")
+    assert decide(a, b).same
+    c = dataclasses.replace(a, remainder="lesbians in the cinema")
+    assert not decide(a, c).same
+
+
 def test_multi_volume_extent_against_a_single_volume() -> None:
     a = rec(isbns=[], extent="2 v.", pages=None)
     b = rec(isbns=[], extent="627 p.", pages=627)

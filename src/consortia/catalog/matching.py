@@ -365,8 +365,9 @@ def _title_score(fa: _Features, fb: _Features) -> tuple[float, str, bool]:
                 continue
             s = max(_ratio(fua, fub), _typo_score(fua, fub))
             c = _word_conflict(fua, fub)
-            # Title proper alone counts unless both carry a subtitle (then it must agree too).
-            if not (rema and remb):
+            # Title proper alone counts unless both carry a subtitle (then it must agree too,
+            # but one cut short, as length limits of some systems do, is no disagreement).
+            if not (rema and remb) or fua.startswith(fub) or fub.startswith(fua):
                 sm = max(_ratio(ma, mb), _typo_score(ma, mb))
                 cm = _word_conflict(ma, mb)
                 if sm > s or (sm == s and c and not cm):
@@ -497,7 +498,12 @@ def _pages_score(fa: _Features, fb: _Features) -> float | None:
 
 def _edition_conflict(fa: _Features, fb: _Features) -> bool:
     """Both state an edition and the statements name different ones ("8th ed." and "8th ed.,
-    Brief ed."; "Rev. ed." and "Large print ed."), beyond the edition number."""
+    Brief ed."; "Rev. ed." and "Large print ed."), beyond the edition number.
+
+    Words on both sides that the other lacks always conflict; words on one side only conflict
+    when they are a short qualifier naming a version ("Brief", "Large print", "American"), not
+    a longer description of the same edition ("with additional illustrations in photogravure").
+    """
     a, b = fa.edition, fb.edition
     if not a or not b or a == b:
         return False
@@ -511,7 +517,14 @@ def _edition_conflict(fa: _Features, fb: _Features) -> bool:
     wb = _EDITION_NOISE.sub(" ", b).split()
     if has_cjk(a):
         return "".join(wa) != "".join(wb)
-    return bool(_unmatched(wa, wb) or _unmatched(wb, wa))
+    ua, ub = _unmatched(wa, wb), _unmatched(wb, wa)
+    if ua and ub:
+        return True
+    extra = [w for w in (ua or ub) if w not in _EDITION_FILLER]
+    return 0 < len(extra) <= 2
+
+
+_EDITION_FILLER = frozenset(["with", "and", "in", "of", "by", "a", "an", "for", "the"])
 
 
 def _one_year_off_ok(

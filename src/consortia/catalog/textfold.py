@@ -177,6 +177,8 @@ def title_key(title: str, limit: int = 80) -> str:
         s = rest
     if " and " in s:
         s = s.replace(" and ", " ")
+    if s.endswith(" and"):
+        s = s[:-4]
     return s[:limit].rstrip()
 
 
