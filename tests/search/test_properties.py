@@ -120,3 +120,11 @@ def test_any_part_of_a_chinese_title_finds_the_title(before: str, part: str, aft
     rec = Rec(title=[before + part + after])
     assert matches(Phrase("title", part), rec)
     assert matches(Term("title", part), rec)
+
+
+@SETTINGS
+@given(st.text(alphabet=st.characters(max_codepoint=127), max_size=80) | query_like)
+def test_ascii_fast_path_cuts_like_the_general_one(text: str) -> None:
+    folded = cjk.fold(text)
+    if folded.isascii():
+        assert cjk._pieces(folded) == cjk._pieces_general(folded)
