@@ -113,11 +113,13 @@ def create_app(*, run_migrations: bool = True) -> FastAPI:
 
     from consortia.accounts.api import router as accounts_router
     from consortia.catalog.api import router as catalog_router
+    from consortia.catalog.pages import router as catalog_pages_router
     from consortia.members.api import router as members_router
     from consortia.web.pages import router as pages_router
 
     app.include_router(accounts_router)
     app.include_router(catalog_router)
+    app.include_router(catalog_pages_router)
     app.include_router(members_router)
     app.include_router(pages_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
