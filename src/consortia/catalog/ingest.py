@@ -39,6 +39,7 @@ from consortia.catalog.record import NormalizedRecord, record_from_dict
 from consortia.errors import Invalid, NotFound
 from consortia.events.models import Event
 from consortia.members.models import Member
+from consortia.search import index as search_index
 
 BATCH_SIZE = 1000  # records per transaction
 CHUNK_RECORDS = 250  # records per job sent to a worker process
@@ -283,6 +284,17 @@ class Writer:
         self.summary = LoadSummary(batch_id=batch_id)
 
     def apply(self, batch: list[Prepared | Failed]) -> None:
+        # The clusters this batch touches are collected apart and indexed for search in the
+        # batch's own transaction.
+        earlier, self.summary.touched = self.summary.touched, set()
+        try:
+            self._apply(batch)
+            search_index.reindex_clusters(self.conn, self.summary.touched)
+        finally:
+            earlier |= self.summary.touched
+            self.summary.touched = earlier
+
+    def _apply(self, batch: list[Prepared | Failed]) -> None:
         conn = self.conn
         # Live records of the clusters this batch looked at (filled by _cluster, extended by
         # _store): the refresh at the end re-merges them without reading them back.
@@ -668,6 +680,7 @@ class Writer:
         self.summary.deleted += len(gone)
         self._refresh(dirty)
         self.summary.touched |= dirty
+        search_index.reindex_clusters(conn, dirty)
 
 
 _UPDATABLE = (

@@ -1,0 +1,189 @@
+"""Search backends behind one interface: SQLite FTS5 (embedded default) and PostgreSQL.
+
+A backend compiles a query tree (``consortia.search.query``) into one full-text expression (an
+FTS5 MATCH string, a tsquery) — every node can be: keyword fields, facets, year ranges and
+``MatchAll`` are tokens of the ``keys`` column (see ``consortia.search.index``) — and runs it:
+count, ranked or sorted page, facet counts, and scan of an index's vocabulary. It also writes
+the documents ``index.build_document`` makes. The service picks the backend from the engine's
+dialect.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from consortia.search import cjk
+from consortia.search.index import ALL_TOKEN, KEY_PREFIX, Document, key_token, year_cover
+from consortia.search.query import (
+    KEYWORD_FIELDS,
+    And,
+    MatchAll,
+    Node,
+    Not,
+    Or,
+    Phrase,
+    Range,
+    Term,
+)
+
+# Field weights for relevance (title > author > subject > the rest).
+WEIGHTS = {"title": 10.0, "author": 5.0, "subject": 3.0, "publisher": 2.0, "rest": 1.0, "keys": 0.0}
+# Facet counts are exact up to this many matching clusters; beyond it they are counted over
+# the first FACET_CAP matches (in cluster order, which is load order: a fair sample, not the
+# best-ranked ones) and the result says so (``facets_sampled``). Counting a matching set costs
+# about a microsecond per cluster and facet value; 20,000 keeps a page under ~50 ms.
+FACET_CAP = 20_000
+NEVER = "znone"  # a keys token no document has: what an empty condition compiles to
+
+
+@dataclass(frozen=True, slots=True)
+class SortKey:
+    """``field``: relevance, title, author, year or publisher."""
+
+    field: str
+    ascending: bool = True
+
+
+SORT_FIELDS = ("relevance", "title", "author", "year", "publisher")
+
+
+class Backend(ABC):
+    """One search engine. ``expr`` arguments are what ``compile`` returned."""
+
+    name: str
+    AND = " AND "
+    OR = " OR "
+
+    # --- compiling ----------------------------------------------------------------------
+
+    def compile(self, node: Node) -> str:
+        if isinstance(node, And):
+            return self.AND.join(f"({self.compile(i)})" for i in node.items)
+        if isinstance(node, Or):
+            return self.OR.join(f"({self.compile(i)})" for i in node.items)
+        if isinstance(node, Not):
+            return self.not_(self.compile(node.base), self.compile(node.exclude))
+        if isinstance(node, MatchAll):
+            return self.keys([ALL_TOKEN], prefix=False)
+        if isinstance(node, Range):
+            tokens = year_cover(
+                _bound(node.low, node.low_inclusive, +1), _bound(node.high, node.high_inclusive, -1)
+            )
+            return self.keys(tokens or [NEVER], prefix=False)
+        return self.leaf(node)
+
+    def leaf(self, node: Term | Phrase) -> str:
+        phrase = isinstance(node, Phrase) or (isinstance(node, Term) and node.relation == "==")
+        if node.field in KEYWORD_FIELDS:
+            kind = node.field
+            alts = cjk.alternatives(kind, node.text, truncation=node.truncation)
+            if not alts or kind not in KEY_PREFIX:
+                return self.keys([NEVER], prefix=False)
+            return self.keys([key_token(kind, alts[0].tokens[0])], prefix=alts[0].prefix)
+        alts = cjk.alternatives(node.field, node.text, truncation=node.truncation, phrase=phrase)
+        if not alts:
+            return self.keys([NEVER], prefix=False)
+        return self.text(node.field, alts)
+
+    @abstractmethod
+    def keys(self, tokens: Sequence[str], *, prefix: bool) -> str:
+        """Any of these tokens of the keys column (``prefix``: each is a prefix)."""
+
+    @abstractmethod
+    def text(self, field: str, alternatives: Sequence[cjk.Alternative]) -> str:
+        """Any of the alternatives in the field (any = every text column)."""
+
+    @abstractmethod
+    def not_(self, base: str, exclude: str) -> str: ...
+
+    # --- running ------------------------------------------------------------------------
+
+    @abstractmethod
+    def count(self, conn: Connection, expr: str) -> int: ...
+
+    @abstractmethod
+    def page(
+        self,
+        conn: Connection,
+        expr: str,
+        *,
+        offset: int,
+        limit: int,
+        sort: Sequence[SortKey],
+        boost: str | None,
+        rank: str | None,
+    ) -> list[int]:
+        """Cluster ids of one page: ``boost`` matches first (exact ISBN/ISSN hits), then the
+        sort keys (relevance when none: how well a match fits ``rank``; no ``rank``, no
+        relevance order), then cluster id."""
+
+    @abstractmethod
+    def facet_counts(
+        self, conn: Connection, expr: str, facets: Sequence[str], cap: int
+    ) -> dict[str, dict[str, int]]: ...
+
+    @abstractmethod
+    def all_count(self, conn: Connection) -> int: ...
+
+    @abstractmethod
+    def scan(
+        self, conn: Connection, column: str, start: str, *, before: int = 0, after: int = 10
+    ) -> list[tuple[str, int]]:
+        """Index terms of a column (title, author, subject, publisher) in order, with the
+        number of clusters each is in: ``before`` terms before ``start``, then ``after`` terms
+        from ``start`` on."""
+
+    # --- writing ------------------------------------------------------------------------
+
+    @abstractmethod
+    def replace_documents(self, conn: Connection, ids: Sequence[int], docs: list[Document]) -> None:
+        """Drop the documents of ``ids`` and write ``docs`` (clusters gone have none)."""
+
+    @abstractmethod
+    def insert_documents(self, conn: Connection, docs: list[Document]) -> None: ...
+
+    @abstractmethod
+    def clear(self, conn: Connection) -> None: ...
+
+    def finish_rebuild(self, conn: Connection) -> None:  # noqa: B027 - optional hook
+        """After ``reindex_all``: optimise the index."""
+
+
+def _bound(value: int | None, inclusive: bool, step: int) -> int | None:
+    if value is None:
+        return None
+    return value if inclusive else value + step
+
+
+def facet_rows(docs: list[Document]) -> list[dict[str, Any]]:
+    return [
+        {"cluster_id": d.cluster_id, "facet": f, "value": v}
+        for d in docs
+        for f, v in dict.fromkeys((f, v[:100]) for f, v in d.facets)
+    ]
+
+
+_BACKENDS: dict[str, Backend] = {}
+
+
+def backend_for(dialect: str) -> Backend:
+    """The backend of a SQLAlchemy dialect name (sqlite, postgresql)."""
+    backend = _BACKENDS.get(dialect)
+    if backend is None:
+        if dialect == "sqlite":
+            from consortia.search.backends.sqlite_fts5 import SQLiteFTS5
+
+            backend = SQLiteFTS5()
+        elif dialect == "postgresql":
+            from consortia.search.backends.postgres import PostgresFTS
+
+            backend = PostgresFTS()
+        else:
+            raise RuntimeError(f"no search backend for the {dialect} dialect")
+        _BACKENDS[dialect] = backend
+    return backend

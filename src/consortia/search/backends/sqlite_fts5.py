@@ -1,0 +1,234 @@
+"""SQLite FTS5: the embedded default.
+
+``search_fts`` is an FTS5 external-content table over ``search_documents`` with the ``ascii``
+tokenizer: the columns already hold ``cjk.index_tokens`` joined by spaces, every token letters
+and digits, so the tokenizer only has to split on spaces (and fold ASCII case, a no-op here).
+Triggers keep it in step with ``search_documents`` (also when a cluster's deletion cascades).
+Relevance is FTS5's ``bm25`` with column weights; ``search_fts_vocab`` (fts5vocab, per column)
+serves SRU scan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import bindparam, text
+from sqlalchemy.engine import Connection
+
+from consortia.search import cjk
+from consortia.search.backends import WEIGHTS, Backend, SortKey, facet_rows
+from consortia.search.index import BARRIER, COLUMNS, Document
+
+_COLSETS = {
+    "any": "{title author subject publisher rest}",
+    "title": "{title}",
+    "author": "{author}",
+    "subject": "{subject}",
+    "publisher": "{publisher}",
+}
+RANK = "bm25(search_fts, " + ", ".join(str(WEIGHTS[c]) for c in COLUMNS) + ")"
+_SORT_COLUMNS = {
+    "title": "d.sort_title",
+    "author": "d.sort_author",
+    "publisher": "d.sort_publisher",
+    "year": "d.year",
+}
+
+# The DDL the migration runs (kept here too: rebuilding drops and restores the triggers).
+FTS_TABLE = (
+    "CREATE VIRTUAL TABLE search_fts USING fts5("
+    "title, author, subject, publisher, rest, keys, "
+    "content='search_documents', content_rowid='cluster_id', tokenize='ascii')"
+)
+VOCAB_TABLE = "CREATE VIRTUAL TABLE search_fts_vocab USING fts5vocab(search_fts, 'col')"
+_COLS = "title, author, subject, publisher, rest, keys"
+_NEW = "new.title, new.author, new.subject, new.publisher, new.rest, new.keys"
+_OLD = "old.title, old.author, old.subject, old.publisher, old.rest, old.keys"
+TRIGGERS = (
+    "CREATE TRIGGER search_fts_ai AFTER INSERT ON search_documents BEGIN "
+    f"INSERT INTO search_fts(rowid, {_COLS}) VALUES (new.cluster_id, {_NEW}); END",
+    "CREATE TRIGGER search_fts_ad AFTER DELETE ON search_documents BEGIN "
+    f"INSERT INTO search_fts(search_fts, rowid, {_COLS}) "
+    f"VALUES ('delete', old.cluster_id, {_OLD}); END",
+    "CREATE TRIGGER search_fts_au AFTER UPDATE ON search_documents BEGIN "
+    f"INSERT INTO search_fts(search_fts, rowid, {_COLS}) "
+    f"VALUES ('delete', old.cluster_id, {_OLD}); "
+    f"INSERT INTO search_fts(rowid, {_COLS}) VALUES (new.cluster_id, {_NEW}); END",
+)
+TRIGGER_NAMES = ("search_fts_ai", "search_fts_ad", "search_fts_au")
+
+_INSERT_DOC = text(
+    "INSERT INTO search_documents (cluster_id, title, author, subject, publisher, rest, keys, "
+    "year, sort_title, sort_author, sort_publisher) VALUES (:cluster_id, :title, :author, "
+    ":subject, :publisher, :rest, :keys, :year, :sort_title, :sort_author, :sort_publisher)"
+)
+_INSERT_FACET = text(
+    "INSERT INTO search_facets (cluster_id, facet, value) VALUES (:cluster_id, :facet, :value)"
+)
+
+
+def _q(token: str) -> str:
+    # Tokens are letters and digits only (cjk.index_tokens, index.key_token): quoting is safe.
+    return f'"{token}"'
+
+
+class SQLiteFTS5(Backend):
+    name = "sqlite"
+
+    # --- compiling ----------------------------------------------------------------------
+
+    def keys(self, tokens: Sequence[str], *, prefix: bool) -> str:
+        star = " *" if prefix else ""
+        return "keys : (" + " OR ".join(_q(t) + star for t in tokens) + ")"
+
+    def text(self, field: str, alternatives: Sequence[cjk.Alternative]) -> str:
+        parts = []
+        for alt in alternatives:
+            star = " *" if alt.prefix else ""
+            if alt.adjacent:
+                parts.append('"' + " ".join(alt.tokens) + '"' + star)
+            else:
+                quoted = [_q(t) for t in alt.tokens]
+                quoted[-1] += star
+                parts.append(" AND ".join(quoted))
+        return _COLSETS[field] + " : (" + " OR ".join(f"({p})" for p in parts) + ")"
+
+    def not_(self, base: str, exclude: str) -> str:
+        return f"({base}) NOT ({exclude})"
+
+    # --- running ------------------------------------------------------------------------
+
+    def count(self, conn: Connection, expr: str) -> int:
+        return int(
+            conn.scalar(
+                text("SELECT count(*) FROM search_fts WHERE search_fts MATCH :q"), {"q": expr}
+            )
+            or 0
+        )
+
+    def all_count(self, conn: Connection) -> int:
+        return int(conn.scalar(text("SELECT count(*) FROM search_documents")) or 0)
+
+    def page(
+        self,
+        conn: Connection,
+        expr: str,
+        *,
+        offset: int,
+        limit: int,
+        sort: Sequence[SortKey],
+        boost: str | None,
+        rank: str | None,
+    ) -> list[int]:
+        order: list[str] = []
+        params: dict[str, object] = {"q": expr, "limit": limit, "offset": offset}
+        if boost is not None:
+            order.append(
+                "(search_fts.rowid IN (SELECT rowid FROM search_fts WHERE search_fts MATCH :b)) "
+                "DESC"
+            )
+            params["b"] = boost
+        join = ""
+        for key in sort or (SortKey("relevance"),):
+            if key.field == "relevance":
+                # bm25 of the whole expression: keys (weight 0) and excluded terms add nothing,
+                # so it ranks by the text terms, as ``rank`` asks.
+                if rank is not None:
+                    order.append(RANK)
+                continue
+            col = _SORT_COLUMNS[key.field]
+            join = " JOIN search_documents d ON d.cluster_id = search_fts.rowid"
+            empty = f"{col} IS NULL" if key.field == "year" else f"{col} = ''"
+            order.append(f"({empty})")  # missing values last, whichever the direction
+            order.append(col + ("" if key.ascending else " DESC"))
+        order.append("search_fts.rowid")
+        sql = (
+            f"SELECT search_fts.rowid FROM search_fts{join} WHERE search_fts MATCH :q "
+            f"ORDER BY {', '.join(order)} LIMIT :limit OFFSET :offset"
+        )
+        return [int(r) for r in conn.scalars(text(sql), params)]
+
+    def facet_counts(
+        self, conn: Connection, expr: str, facets: Sequence[str], cap: int
+    ) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {f: {} for f in facets}
+        if not facets:
+            return out
+        stmt = text(
+            "SELECT f.facet, f.value, count(*) FROM "
+            "(SELECT rowid AS id FROM search_fts WHERE search_fts MATCH :q LIMIT :cap) m "
+            "JOIN search_facets f ON f.cluster_id = m.id "
+            "WHERE f.facet IN :facets GROUP BY f.facet, f.value"
+        ).bindparams(bindparam("facets", expanding=True))
+        for facet, value, n in conn.execute(stmt, {"q": expr, "cap": cap, "facets": list(facets)}):
+            out[facet][value] = int(n)
+        return out
+
+    def scan(
+        self, conn: Connection, column: str, start: str, *, before: int = 0, after: int = 10
+    ) -> list[tuple[str, int]]:
+        terms: list[tuple[str, int]] = []
+        if before:
+            rows = conn.execute(
+                text(
+                    "SELECT term, doc FROM search_fts_vocab WHERE col = :col AND term < :t "
+                    "ORDER BY term DESC LIMIT :n"
+                ),
+                {"col": column, "t": start, "n": before * 4 + 20},
+            )
+            terms = [(t, int(n)) for t, n in rows if not _hidden(t)][:before][::-1]
+        rows = conn.execute(
+            text(
+                "SELECT term, doc FROM search_fts_vocab WHERE col = :col AND term >= :t "
+                "ORDER BY term LIMIT :n"
+            ),
+            {"col": column, "t": start, "n": after * 4 + 20},
+        )
+        return terms + [(t, int(n)) for t, n in rows if not _hidden(t)][:after]
+
+    # --- writing ------------------------------------------------------------------------
+
+    def replace_documents(self, conn: Connection, ids: Sequence[int], docs: list[Document]) -> None:
+        if ids:
+            params = {"ids": list(ids)}
+            conn.execute(
+                text("DELETE FROM search_facets WHERE cluster_id IN :ids").bindparams(
+                    bindparam("ids", expanding=True)
+                ),
+                params,
+            )
+            conn.execute(
+                text("DELETE FROM search_documents WHERE cluster_id IN :ids").bindparams(
+                    bindparam("ids", expanding=True)
+                ),
+                params,
+            )
+        self.insert_documents(conn, docs)
+
+    def insert_documents(self, conn: Connection, docs: list[Document]) -> None:
+        if not docs:
+            return
+        conn.execute(_INSERT_DOC, [d.row() for d in docs])
+        rows = facet_rows(docs)
+        if rows:
+            conn.execute(_INSERT_FACET, rows)
+
+    def clear(self, conn: Connection) -> None:
+        # Without the triggers: a whole rebuild fills the FTS index in one pass at the end.
+        for name in TRIGGER_NAMES:
+            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}")
+        conn.exec_driver_sql("DELETE FROM search_facets")
+        conn.exec_driver_sql("DELETE FROM search_documents")
+        conn.exec_driver_sql("INSERT INTO search_fts(search_fts) VALUES ('delete-all')")
+
+    def finish_rebuild(self, conn: Connection) -> None:
+        conn.exec_driver_sql("INSERT INTO search_fts(search_fts) VALUES ('rebuild')")
+        conn.exec_driver_sql("INSERT INTO search_fts(search_fts) VALUES ('optimize')")
+        for ddl in TRIGGERS:
+            conn.exec_driver_sql(ddl)
+
+
+def _hidden(term: str) -> bool:
+    """Pinyin tokens (0zhong0yi) are for matching, not for showing in a scan list; nor is the
+    barrier between values."""
+    return term == BARRIER or (len(term) > 1 and term[0] == "0" and term[1].isalpha())

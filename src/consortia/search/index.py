@@ -1,0 +1,388 @@
+"""Keeping the search index current: one document per cluster, built from its merged record.
+
+``reindex_clusters(conn, ids)`` is called by the ingest writer at the end of every batch, in the
+batch's transaction, with the clusters the batch touched (made, changed or emptied); it is
+set-based (a fixed number of statements per call) because ingest speed depends on it.
+``reindex_all`` rebuilds everything (``consortia search reindex``); ``reindex_member`` redoes a
+member's clusters when its region changes (facets carry the holding members' regions).
+
+What a document holds (columns of ``search_documents``, each a space-joined list of
+``cjk.index_tokens``):
+
+* ``title``: title proper, other title information, part, the romanised title of a vernacular
+  record; ``author``: names (and their vernacular forms), the statement of responsibility;
+  ``subject``: subject headings; ``publisher``; ``rest``: place, edition, series.
+* ``keys``: one token per keyword value (``key_token``): ISBN-13 and ISSN keys, languages,
+  material, holding members and their regions, classification numbers and their top class,
+  year tokens at four resolutions (year, decade, century, millennium) so that any year range
+  is a short OR of tokens, and ``zall`` in every document (what ``MatchAll`` matches).
+
+Pinyin tokens are made for records in Chinese or with Han characters only: on English text
+they would be noise (many English words are pinyin syllables) and cost indexing time.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, cast
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+
+from consortia.catalog.models import Cluster, SourceRecord
+from consortia.members.models import Member, Region
+from consortia.search import cjk
+
+TEXT_COLUMNS = ("title", "author", "subject", "publisher", "rest")
+COLUMNS = (*TEXT_COLUMNS, "keys")
+FACETS = (
+    "language_group",
+    "language",
+    "year",
+    "material",
+    "member",
+    "region",
+    "classification",
+)
+ALL_TOKEN = "zall"
+# Between two values of a column (two subject headings, title and subtitle): a phrase does not
+# run from one value into the next. Upper case, so no query token (always folded) is ever it;
+# the ascii tokenizer leaves non-ASCII case alone. PostgreSQL leaves a position gap instead.
+BARRIER = "\u03a9"
+YEAR_MIN = 1
+YEAR_MAX = 2999
+KEY_PREFIX = {
+    "isbn": "isbn",
+    "issn": "issn",
+    "language": "lang",
+    "language_group": "lgrp",
+    "material": "mat",
+    "member": "mem",
+    "region": "reg",
+    "classification": "cls",
+    "class_top": "ctop",
+}
+_HAN_RE = re.compile("[\u3400-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
+_PART = 500
+
+
+_ENC_TABLE = {c: f"z{c:x}y" for c in range(128) if not chr(c).isalnum()} | {ord("z"): "zz"}
+
+
+def _enc(value: str) -> str:
+    """A keyword value as letters and digits only, prefix-preserving and one-to-one: letters
+    and digits stay (lower-cased), ``z`` is ``zz``, any other character ``z<hex>y``."""
+    low = value.lower()
+    if low.isascii():
+        return low.translate(_ENC_TABLE)
+    return "".join(
+        ch if ch.isalnum() and ch != "z" else ("zz" if ch == "z" else f"z{ord(ch):x}y")
+        for ch in low
+    )
+
+
+def key_token(kind: str, value: str) -> str:
+    """The index token of a keyword value (``kind`` is a ``KEY_PREFIX`` key)."""
+    return KEY_PREFIX[kind] + _enc(value)
+
+
+def year_tokens(year: int) -> list[str]:
+    return [f"y{year}", f"yd{year // 10}", f"yc{year // 100}", f"ym{year // 1000}"]
+
+
+def year_cover(low: int | None, high: int | None) -> list[str]:
+    """Tokens whose union is exactly the years ``low..high`` (inclusive, open ends allowed);
+    [] for an empty range. At most a few dozen tokens for any range."""
+    lo = YEAR_MIN if low is None else max(low, YEAR_MIN)
+    hi = YEAR_MAX if high is None else min(high, YEAR_MAX)
+    out: list[str] = []
+    y = lo
+    while y <= hi:
+        for size, prefix in ((1000, "ym"), (100, "yc"), (10, "yd")):
+            if y % size == 0 and y + size - 1 <= hi:
+                out.append(f"{prefix}{y // size}")
+                y += size
+                break
+        else:
+            out.append(f"y{y}")
+            y += 1
+    return out
+
+
+def decade(year: int) -> str:
+    start = year // 10 * 10
+    return f"{start}-{start + 9}"
+
+
+def class_top(scheme: str, value: str) -> str | None:
+    """The top level of a classification number: CLC and LCC main class (letter), DDC hundreds."""
+    v = value.strip().upper()
+    if not v:
+        return None
+    if scheme in ("clc", "lcc"):
+        return f"{scheme}:{v[0]}" if "A" <= v[0] <= "Z" else None
+    if scheme == "ddc":
+        return f"ddc:{v[0]}00" if v[0].isdigit() else None
+    return None
+
+
+# --------------------------------------------------------------------------- tokens
+
+# ASCII text (most of any Western catalogue) takes a path that gives exactly what
+# cjk.index_tokens gives without pinyin (tests/search/test_backend_index.py checks it): the same
+# two kinds of piece, hyphen-joined numbers and words, found by one compiled pattern.
+_ASCII_PIECES_RE = re.compile(r"(?<![a-z0-9])(\d+(?:-\d+)+(?:-x)?)(?![a-z0-9])|([a-z0-9]+)")
+
+
+@lru_cache(maxsize=131072)
+def text_tokens(text: str, pinyin: bool) -> tuple[str, ...]:
+    """``cjk.index_tokens`` of one value, cached (names and subject headings repeat)."""
+    if pinyin or not text.isascii():
+        return tuple(cjk.index_tokens(text, pinyin=pinyin))
+    primary: list[str] = []
+    secondary: list[str] = []
+    for num, word in _ASCII_PIECES_RE.findall(text.lower()):
+        if num:
+            parts = num.split("-")
+            primary.append("".join(parts))
+            secondary.extend(p for p in parts if p)
+        else:
+            primary.append(word)
+    return (*primary, *secondary)
+
+
+# --------------------------------------------------------------------------- documents
+
+
+@dataclass
+class Document:
+    cluster_id: int
+    columns: dict[str, list[str]]
+    year: int | None
+    sort_title: str
+    sort_author: str
+    sort_publisher: str
+    facets: list[tuple[str, str]] = field(default_factory=list)
+
+    def row(self) -> dict[str, Any]:
+        out: dict[str, Any] = {c: " ".join(self.columns[c]) for c in COLUMNS}
+        out.update(
+            cluster_id=self.cluster_id,
+            year=self.year,
+            sort_title=self.sort_title,
+            sort_author=self.sort_author,
+            sort_publisher=self.sort_publisher,
+        )
+        return out
+
+
+def _value(merged: Mapping[str, Any], name: str) -> Any:
+    entry = merged.get(name)
+    if isinstance(entry, dict):
+        return entry.get("value")
+    return None
+
+
+def _text(merged: Mapping[str, Any], name: str) -> str:
+    v = _value(merged, name)
+    return v if isinstance(v, str) else ""
+
+
+def _sort_key(text: str) -> str:
+    folded = cjk.fold(text)
+    # Leading punctuation and brackets ("[Untitled]", "...") do not decide the order.
+    return re.sub(r"^[\W_]+", "", folded)[:200]
+
+
+def build_document(
+    cluster_id: int, merged: Mapping[str, Any], regions: Mapping[str, str]
+) -> Document:
+    """The index document of a cluster from its merged record (``matching.merge``)."""
+    languages = [str(e["value"]) for e in merged.get("languages", []) if e.get("value")]
+    title = _text(merged, "title")
+    names = merged.get("names", [])
+    pinyin = (
+        "chi" in languages
+        or bool(_HAN_RE.search(title))
+        or any(_HAN_RE.search(n.get("vernacular") or "") for n in names)
+    )
+
+    def tokens(texts: Iterable[str]) -> list[str]:
+        out: list[str] = []
+        for t in texts:
+            toks = text_tokens(t, pinyin) if t else ()
+            if toks:
+                if out:
+                    out.append(BARRIER)
+                out.extend(toks)
+        return out
+
+    columns: dict[str, list[str]] = {
+        "title": tokens(
+            (
+                title,
+                _text(merged, "remainder"),
+                _text(merged, "part"),
+                _text(merged, "title_romanised"),
+            )
+        ),
+        "author": tokens(
+            [t for n in names for t in (n.get("name", ""), n.get("vernacular", ""))]
+            + [_text(merged, "responsibility")]
+        ),
+        "subject": tokens(str(e.get("value", "")) for e in merged.get("subjects", [])),
+        "publisher": tokens([_text(merged, "publisher")]),
+        "rest": tokens((_text(merged, "place"), _text(merged, "edition"), _text(merged, "series"))),
+    }
+    keys: list[str] = [ALL_TOKEN]
+    facets: list[tuple[str, str]] = []
+    for e in merged.get("isbns", []):
+        raw = str(e.get("isbn13", ""))
+        # A valid merged ISBN is already the ISBN-13 key; stdnum's check costs 30 µs a call.
+        k = raw if e.get("valid") and len(raw) == 13 and raw.isdigit() else cjk.isbn_key(raw)
+        if k:
+            keys.append(key_token("isbn", k))
+    for e in merged.get("issns", []):
+        k = cjk.issn_key(str(e.get("value", "")))
+        if k:
+            keys.append(key_token("issn", k))
+    for code in dict.fromkeys(cjk.language_code(lang) for lang in languages):
+        keys.append(key_token("language", code))
+        facets.append(("language", code))
+    if languages:
+        group = "chinese" if "chi" in languages else "foreign"
+        keys.append(key_token("language_group", group))
+        facets.append(("language_group", group))
+    material = _text(merged, "material")
+    if material:
+        keys.append(key_token("material", material))
+        facets.append(("material", material))
+    seen_regions: set[str] = set()
+    for code in merged.get("members", []):
+        keys.append(key_token("member", cjk.keyword("member", code)))
+        facets.append(("member", code))
+        region = regions.get(code)
+        if region and region not in seen_regions:
+            seen_regions.add(region)
+            keys.append(key_token("region", region))
+            facets.append(("region", region))
+    tops: set[str] = set()
+    for c in merged.get("classifications", []):
+        value = str(c.get("value", ""))
+        k = cjk.keyword("classification", value)
+        if k:
+            keys.append(key_token("classification", k))
+        top = class_top(str(c.get("scheme", "")), value)
+        if top and top not in tops:
+            tops.add(top)
+            keys.append(key_token("class_top", top))
+            facets.append(("classification", top))
+    year = _value(merged, "year")
+    year = year if isinstance(year, int) and YEAR_MIN <= year <= YEAR_MAX else None
+    if year is not None:
+        keys.extend(year_tokens(year))
+        facets.append(("year", decade(year)))
+    columns["keys"] = keys
+    first_name = names[0].get("name", "") if names else ""
+    return Document(
+        cluster_id=cluster_id,
+        columns=columns,
+        year=year,
+        sort_title=_sort_key(title),
+        sort_author=_sort_key(first_name),
+        sort_publisher=_sort_key(_text(merged, "publisher")),
+        facets=facets,
+    )
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _parts(values: Sequence[int], size: int = _PART) -> Iterator[list[int]]:
+    for i in range(0, len(values), size):
+        yield list(values[i : i + size])
+
+
+def member_regions(conn: Connection) -> dict[str, str]:
+    return {
+        code: region
+        for code, region in conn.execute(
+            select(Member.code, Region.code).join(Region, Region.id == Member.region_id)
+        )
+    }
+
+
+def reindex_clusters(conn: Connection, cluster_ids: Iterable[int]) -> int:
+    """Bring the documents of these clusters up to date (a cluster gone loses its document).
+
+    Runs in the caller's transaction. Returns the number of documents written."""
+    from consortia.search.backends import backend_for
+
+    ids = sorted(set(cluster_ids))
+    if not ids:
+        return 0
+    backend = backend_for(conn.dialect.name)
+    regions = member_regions(conn)
+    written = 0
+    for part in _parts(ids):
+        docs = [
+            build_document(cid, merged or {}, regions)
+            for cid, merged in conn.execute(
+                select(Cluster.id, Cluster.merged).where(Cluster.id.in_(part))
+            )
+        ]
+        backend.replace_documents(conn, part, docs)
+        written += len(docs)
+    return written
+
+
+def reindex_all(conn: Connection, *, progress: Any = None, part_size: int = 2000) -> int:
+    """Rebuild the whole index (in parts, each committed by the caller's connection)."""
+    from consortia.search.backends import backend_for
+
+    backend = backend_for(conn.dialect.name)
+    backend.clear(conn)
+    regions = member_regions(conn)
+    total = int(conn.scalar(select(Cluster.id).order_by(Cluster.id.desc()).limit(1)) or 0)
+    done = 0
+    last = 0
+    while True:
+        rows = conn.execute(
+            select(Cluster.id, Cluster.merged)
+            .where(Cluster.id > last)
+            .order_by(Cluster.id)
+            .limit(part_size)
+        ).all()
+        if not rows:
+            break
+        last = rows[-1][0]
+        docs = [build_document(cid, merged or {}, regions) for cid, merged in rows]
+        backend.insert_documents(conn, docs)
+        done += len(docs)
+        conn.commit()
+        if progress is not None:
+            progress(last, total, done)
+    backend.finish_rebuild(conn)
+    conn.commit()
+    return done
+
+
+def reindex_member(conn: Connection, member_code: str) -> int:
+    """Redo the documents of every cluster a member has records in (region or code changed)."""
+    ids = [
+        cast(int, cid)
+        for cid in conn.scalars(
+            select(SourceRecord.cluster_id)
+            .join(Member, Member.id == SourceRecord.member_id)
+            .where(
+                Member.code == member_code,
+                SourceRecord.deleted.is_(False),
+                SourceRecord.cluster_id.is_not(None),
+            )
+            .distinct()
+        )
+    ]
+    return reindex_clusters(conn, ids)

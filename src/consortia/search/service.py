@@ -1,0 +1,450 @@
+"""Searching the union catalogue: one query tree in, clusters with their holdings out.
+
+Used by every front end (the JSON API, the CLI, SRU, later the search pages and Z39.50). The
+backend (SQLite FTS5 or PostgreSQL) is chosen from the session's dialect. Reading only: the
+index is written by ``consortia.search.index`` from the ingest writer.
+
+Ranking: exact ISBN/ISSN hits of the query first, then relevance (BM25 on SQLite, ts_rank on
+PostgreSQL, both with field weights title > author > subject > the rest), or the sort keys asked
+for; ties by cluster id, so paging is stable. Facets are counted over the matching clusters
+(exactly up to ``FACET_CAP`` matches; beyond, over the first ``FACET_CAP`` and the result says
+so in ``facets_sampled``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from consortia.catalog.models import Cluster, Holding, SourceRecord
+from consortia.errors import Invalid
+from consortia.members.models import Member, Region
+from consortia.search import cjk
+from consortia.search.backends import FACET_CAP, SORT_FIELDS, Backend, SortKey, backend_for
+from consortia.search.index import FACETS, key_token, year_cover
+from consortia.search.query import (
+    TEXT_FIELDS,
+    And,
+    MatchAll,
+    Node,
+    Not,
+    Or,
+    Phrase,
+    Term,
+    is_empty,
+)
+
+MAX_LIMIT = 100
+MAX_OFFSET = 100_000
+MAX_FILTERS = 20
+FACET_VALUES = 30  # values shown per facet, the most frequent first
+SCAN_FIELDS = ("title", "author", "subject", "publisher")
+MAX_SCAN = 100
+_YEAR_FILTER_RE = re.compile(r"(\d{1,4})(?:\s*-\s*(\d{1,4}))?")
+
+
+@dataclass
+class SearchResult:
+    total: int
+    offset: int
+    limit: int
+    hits: list[dict[str, Any]]
+    facets: dict[str, list[dict[str, Any]]]
+    # Facets counted over only the first N matches (N = this) because more matched.
+    facets_sampled: int | None = None
+    sort: list[SortKey] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "total": self.total,
+            "offset": self.offset,
+            "limit": self.limit,
+            "sort": [("" if k.ascending else "-") + k.field for k in self.sort] or ["relevance"],
+            "hits": self.hits,
+            "facets": self.facets,
+            "facets_sampled": self.facets_sampled,
+        }
+
+
+def backend(session: Session) -> Backend:
+    return backend_for(session.get_bind().dialect.name)
+
+
+# --------------------------------------------------------------------------- arguments
+
+
+def parse_sort(value: str | None) -> list[SortKey]:
+    """``relevance``, ``title``, ``-year``, ``author,-year`` … (a leading ``-``: descending)."""
+    if not value or not value.strip():
+        return []
+    keys: list[SortKey] = []
+    for part in value.split(","):
+        name = part.strip()
+        ascending = not name.startswith("-")
+        name = name.lstrip("-+").strip().lower()
+        if name not in SORT_FIELDS:
+            raise Invalid(
+                "sort: one of {choices}, optionally with - for descending",
+                field="sort",
+                choices=", ".join(SORT_FIELDS),
+            )
+        keys.append(SortKey(name, ascending))
+    if len(keys) > 3:
+        raise Invalid("sort: at most {limit} keys", field="sort", limit=3)
+    return keys
+
+
+def parse_filters(values: Iterable[str]) -> list[tuple[str, str]]:
+    """``facet=language:chi`` style filters → (facet, value) pairs."""
+    out: list[tuple[str, str]] = []
+    for raw in values:
+        facet, sep, value = raw.partition(":")
+        facet = facet.strip().lower()
+        value = value.strip()
+        if not sep or facet not in FACETS or not value:
+            raise Invalid(
+                "facet: give facet:value, the facet one of {choices}",
+                field="facet",
+                choices=", ".join(FACETS),
+            )
+        out.append((facet, value))
+    if len(out) > MAX_FILTERS:
+        raise Invalid("facet: at most {limit} filters", field="facet", limit=MAX_FILTERS)
+    return out
+
+
+def _filter_expr(be: Backend, facet: str, values: Sequence[str]) -> str:
+    tokens: list[str] = []
+    for value in values:
+        if facet == "year":
+            m = _YEAR_FILTER_RE.fullmatch(value)
+            if not m:
+                raise Invalid(
+                    "facet: a year filter is a year or a range like 1990-1999", field="facet"
+                )
+            low = int(m.group(1))
+            high = int(m.group(2)) if m.group(2) else low
+            tokens.extend(year_cover(min(low, high), max(low, high)))
+        elif facet == "language":
+            tokens.append(key_token("language", cjk.language_code(value)))
+        elif facet == "member":
+            tokens.append(key_token("member", cjk.keyword("member", value)))
+        elif facet == "classification":
+            tokens.append(key_token("class_top", value))
+        else:
+            tokens.append(key_token(facet, value))
+    return be.keys(tokens or ["znone"], prefix=False)
+
+
+def _positive_leaves(tree: Node) -> list[Term | Phrase]:
+    """Terms and phrases a match must have (not under an exclusion), in query order."""
+    out: list[Term | Phrase] = []
+    stack: list[tuple[Node, bool]] = [(tree, False)]
+    while stack:
+        node, negated = stack.pop()
+        if isinstance(node, Not):
+            stack.append((node.exclude, True))
+            stack.append((node.base, negated))
+        elif isinstance(node, And | Or):
+            stack.extend((item, negated) for item in reversed(node.items))
+        elif isinstance(node, Term | Phrase) and not negated:
+            out.append(node)
+    return list(dict.fromkeys(out))
+
+
+def _boost(be: Backend, tree: Node) -> str | None:
+    """Exact ISBN/ISSN terms of the query (not excluded ones): their hits come first."""
+    if isinstance(tree, Term):
+        return None  # the query is the number itself: every hit is exact
+    wanted = [
+        n
+        for n in _positive_leaves(tree)
+        if isinstance(n, Term) and n.field in ("isbn", "issn") and not n.truncation
+    ]
+    if not wanted:
+        return None
+    return be.OR.join(f"({be.compile(n)})" for n in wanted)
+
+
+def _rank(be: Backend, tree: Node) -> str | None:
+    """What relevance is computed on: the text terms a match has. None when the query has
+    none (keyword fields, years, facets only): then every match is as relevant as the next,
+    and they come in cluster order on either backend."""
+    text = [n for n in _positive_leaves(tree) if n.field in TEXT_FIELDS]
+    if not text:
+        return None
+    return be.OR.join(f"({be.compile(n)})" for n in text)
+
+
+# --------------------------------------------------------------------------- searching
+
+
+def search(
+    session: Session,
+    tree: Node,
+    *,
+    offset: int = 0,
+    limit: int = 20,
+    sort: Sequence[SortKey] = (),
+    facets: Sequence[str] | None = None,
+    filters: Sequence[tuple[str, str]] = (),
+) -> SearchResult:
+    """One page of clusters matching ``tree`` (and the facet ``filters``), with facet counts
+    for ``facets`` (None: all of ``index.FACETS``; []: none)."""
+    if not 0 <= offset <= MAX_OFFSET:
+        raise Invalid("offset: between 0 and {limit}", field="offset", limit=MAX_OFFSET)
+    if not 1 <= limit <= MAX_LIMIT:
+        raise Invalid("limit: between 1 and {limit}", field="limit", limit=MAX_LIMIT)
+    wanted = list(FACETS) if facets is None else list(dict.fromkeys(facets))
+    for f in wanted:
+        if f not in FACETS:
+            raise Invalid(
+                "facets: each one of {choices}", field="facets", choices=", ".join(FACETS)
+            )
+    for k in sort:
+        if k.field not in SORT_FIELDS:
+            raise Invalid(
+                "sort: one of {choices}, optionally with - for descending",
+                field="sort",
+                choices=", ".join(SORT_FIELDS),
+            )
+    be = backend(session)
+    conn = session.connection()
+    parts = [] if is_empty(tree) else [be.compile(tree)]
+    by_facet: dict[str, list[str]] = {}
+    for facet, value in filters:
+        by_facet.setdefault(facet, []).append(value)
+    parts += [_filter_expr(be, f, vs) for f, vs in by_facet.items()]
+    if not parts:
+        expr = be.compile(MatchAll())
+        total = be.all_count(conn)
+    else:
+        expr = be.AND.join(f"({p})" for p in parts) if len(parts) > 1 else parts[0]
+        total = be.count(conn, expr)
+    ids: list[int] = []
+    counts: dict[str, dict[str, int]] = {}
+    if total and offset < total:
+        ids = be.page(
+            conn,
+            expr,
+            offset=offset,
+            limit=limit,
+            sort=sort,
+            boost=_boost(be, tree),
+            rank=_rank(be, tree),
+        )
+    if total and wanted:
+        counts = be.facet_counts(conn, expr, wanted, FACET_CAP)
+    facet_out = {f: _facet_values(f, counts.get(f, {})) for f in wanted}
+    return SearchResult(
+        total=total,
+        offset=offset,
+        limit=limit,
+        hits=hits(session, ids),
+        facets=facet_out,
+        facets_sampled=FACET_CAP if total > FACET_CAP and wanted else None,
+        sort=list(sort),
+    )
+
+
+def _facet_values(facet: str, counts: Mapping[str, int]) -> list[dict[str, Any]]:
+    if facet == "year":  # decades, newest first
+        ordered = sorted(counts.items(), key=lambda kv: kv[0], reverse=True)
+    else:
+        ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return [{"value": v, "count": n} for v, n in ordered[:FACET_VALUES]]
+
+
+# --------------------------------------------------------------------------- hits
+
+
+def _v(merged: Mapping[str, Any], name: str) -> Any:
+    entry = merged.get(name)
+    return entry.get("value") if isinstance(entry, dict) else None
+
+
+def hit(
+    cluster_id: int, merged: Mapping[str, Any], record_count: int, member_count: int
+) -> dict[str, Any]:
+    """The display fields of a cluster (from its merged record)."""
+    return {
+        "id": cluster_id,
+        "title": _v(merged, "title") or "",
+        "remainder": _v(merged, "remainder") or "",
+        "part": _v(merged, "part") or "",
+        "title_romanised": _v(merged, "title_romanised") or "",
+        "responsibility": _v(merged, "responsibility") or "",
+        "authors": [
+            {
+                "name": n.get("name", ""),
+                "vernacular": n.get("vernacular", ""),
+                "role": n.get("role"),
+            }
+            for n in merged.get("names", [])
+        ],
+        "publisher": _v(merged, "publisher") or "",
+        "place": _v(merged, "place") or "",
+        "year": _v(merged, "year"),
+        "edition": _v(merged, "edition") or "",
+        "material": _v(merged, "material") or "",
+        "isbns": [i["isbn13"] for i in merged.get("isbns", []) if i.get("valid")],
+        "issns": [i["value"] for i in merged.get("issns", [])],
+        "languages": [lang["value"] for lang in merged.get("languages", [])],
+        "subjects": [s["value"] for s in merged.get("subjects", [])][:20],
+        "classifications": [
+            {"scheme": c.get("scheme"), "value": c.get("value")}
+            for c in merged.get("classifications", [])
+        ],
+        "record_count": record_count,
+        "member_count": member_count,
+    }
+
+
+def hits(session: Session, ids: Sequence[int]) -> list[dict[str, Any]]:
+    """Clusters in the given order with their holdings, member by member."""
+    if not ids:
+        return []
+    clusters = {
+        c.id: c
+        for c in session.execute(
+            select(Cluster.id, Cluster.merged, Cluster.record_count, Cluster.member_count).where(
+                Cluster.id.in_(list(ids))
+            )
+        )
+    }
+    holdings = holdings_summary(session, list(clusters))
+    out = []
+    for cid in ids:
+        c = clusters.get(cid)
+        if c is None:  # removed between the search and this read
+            continue
+        merged = c.merged or {}
+        h = hit(cid, merged, c.record_count, c.member_count)
+        h["holdings"] = holdings.get(cid, [])
+        h["available"] = any(m["available"] for m in h["holdings"])
+        out.append(h)
+    return out
+
+
+def holdings_summary(
+    session: Session, cluster_ids: Sequence[int]
+) -> dict[int, list[dict[str, Any]]]:
+    """Per cluster, the members holding it: call numbers, locations, items and available items.
+
+    A member with a record but no item on file is listed with no items (it catalogued the book;
+    its copies are not known to the hub)."""
+    out: dict[int, dict[str, dict[str, Any]]] = {}
+    if not cluster_ids:
+        return {}
+    rows = session.execute(
+        select(
+            SourceRecord.cluster_id,
+            Member.code,
+            Member.name_zh,
+            Member.name_en,
+            Region.code,
+            Member.status,
+            Holding.call_number,
+            Holding.location,
+            Holding.status,
+        )
+        .join(Member, Member.id == SourceRecord.member_id)
+        .join(Region, Region.id == Member.region_id)
+        .outerjoin(Holding, Holding.source_record_id == SourceRecord.id)
+        .where(SourceRecord.cluster_id.in_(list(cluster_ids)), SourceRecord.deleted.is_(False))
+        .order_by(SourceRecord.cluster_id, Member.code, Holding.call_number)
+    )
+    for cid, code, name_zh, name_en, region, mstatus, call, location, status in rows:
+        members = out.setdefault(cast(int, cid), {})
+        entry = members.get(code)
+        if entry is None:
+            entry = members[code] = {
+                "member": code,
+                "name_zh": name_zh,
+                "name_en": name_en,
+                "region": region,
+                "member_status": getattr(mstatus, "value", mstatus),
+                "call_numbers": [],
+                "locations": [],
+                "items": 0,
+                "available": 0,
+            }
+        if status is None:
+            continue
+        entry["items"] += 1
+        if status == "available":
+            entry["available"] += 1
+        if call and call not in entry["call_numbers"]:
+            entry["call_numbers"].append(call)
+        if location and location not in entry["locations"]:
+            entry["locations"].append(location)
+    return {cid: list(members.values()) for cid, members in out.items()}
+
+
+# --------------------------------------------------------------------------- records, scan
+
+
+@dataclass
+class ClusterRecord:
+    """What protocol front ends serve for a hit: the merged record and the representative
+    source record as loaded."""
+
+    cluster_id: int
+    merged: dict[str, Any]
+    raw: bytes
+    flavour: str
+    encoding: str
+    member: str
+    record_id: str
+
+
+def cluster_records(session: Session, ids: Sequence[int]) -> list[ClusterRecord]:
+    """For each cluster id (in order; ids no longer there are skipped), its merged record and
+    its representative source record."""
+    if not ids:
+        return []
+    rows = {
+        r.id: r
+        for r in session.execute(
+            select(
+                Cluster.id,
+                Cluster.merged,
+                SourceRecord.raw,
+                SourceRecord.flavour,
+                SourceRecord.encoding,
+                SourceRecord.record_id,
+                Member.code,
+            )
+            .join(SourceRecord, SourceRecord.id == Cluster.representative_id)
+            .join(Member, Member.id == SourceRecord.member_id)
+            .where(Cluster.id.in_(list(ids)))
+        )
+    }
+    return [
+        ClusterRecord(
+            r.id, r.merged or {}, bytes(r.raw), r.flavour, r.encoding, r.code, r.record_id
+        )
+        for cid in ids
+        if (r := rows.get(cid)) is not None
+    ]
+
+
+def scan(
+    session: Session, field: str, start: str, *, before: int = 0, after: int = 10
+) -> list[tuple[str, int]]:
+    """Terms of an index (title, author, subject, publisher) around ``start`` (folded as the
+    index folds), each with its number of clusters."""
+    if field not in SCAN_FIELDS:
+        raise Invalid(
+            "scan: the index is one of {choices}", field="index", choices=", ".join(SCAN_FIELDS)
+        )
+    if not (0 <= before <= MAX_SCAN and 0 <= after <= MAX_SCAN):
+        raise Invalid("scan: at most {limit} terms", field="count", limit=MAX_SCAN)
+    tokens = cjk.query_tokens(start)
+    first = tokens[0] if tokens else ""
+    return backend(session).scan(session.connection(), field, first, before=before, after=after)
