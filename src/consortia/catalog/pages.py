@@ -248,7 +248,7 @@ def _record_view(db: Session, cluster: dict[str, Any]) -> dict[str, Any]:
         "names": names,
         "subjects": lists("subjects"),
         "classifications": lists("classifications"),
-        "languages": lists("languages"),
+        "record_languages": lists("languages"),
         "issns": lists("issns"),
         "oclc": lists("oclc"),
         "holders": ordered,
@@ -271,7 +271,12 @@ def record_page(
     cluster = service.get_cluster(db, int(cluster_id))
     view = _record_view(db, cluster)
     merged = view["merged"]
-    title = (merged.get("title") or {}).get("value") or cluster["title"]
+    # A record without a title (it happens) is still a page with a heading.
+    title = (
+        (merged.get("title") or {}).get("value")
+        or cluster["title"]
+        or gettext(request_language(request), "Record {id}").format(id=cluster["id"])
+    )
     return render(
         request,
         "catalog/record.html",
