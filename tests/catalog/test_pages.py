@@ -908,3 +908,28 @@ def test_catalogue_pages_keep_the_accessibility_basics(
         assert not doc.xpath("//script[not(@src)] | //*[@style]"), url
         for src in doc.xpath("//script/@src | //link/@href | //img/@src"):
             assert src.startswith("/"), src
+
+
+def test_the_office_resubmits_for_any_library_and_keeps_its_filter(
+    client: TestClient, libraries: dict[str, str], session: Session
+) -> None:
+    service.load_files(CLI, "CN-B", [CNMARC_GBK], workers=1, encoding="utf-8")
+    csrf = login(client, "office")
+    doc = page(client.get("/quality?member=CN-B", headers=EN))
+    qid = int(_quarantine_rows(doc)[-1]["Number"])
+    form = doc.xpath(f"//form[@action='/quality/quarantine/{qid}/resubmit']")[0]
+    assert form.xpath(".//input[@name='member']/@value") == ["CN-B"]
+    r = client.post(
+        form.get("action"),
+        data={"csrf_token": csrf, "encoding": "gbk", "member": "CN-B"},
+        headers=EN,
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    assert r.headers["location"] == f"/quality?outcome=loaded&item={qid}&member=CN-B#quarantine"
+    assert service.quarantine(session, "CN-B")["total"] == 3
+    # The load is attributed to the person who re-submitted it.
+    batch_id = session.scalar(
+        select(SourceRecord.batch_id).where(SourceRecord.record_id == "012010000042")
+    )
+    assert session.get(LoadBatch, batch_id).actor == "user:office"  # type: ignore[union-attr]

@@ -212,6 +212,15 @@ def test_load_progress_page_follows_the_load(
     _sign_in_by_keyboard(page, server, "a-staff", f"/catalog/uploads/{batch.id}")
     status = page.locator("[data-field=status]")
     assert status.inner_text() == "Waiting to start"
+    polls: list[str] = []
+    loads: list[str] = []
+    page.on(
+        "request", lambda r: polls.append(r.url) if "/api/v1/catalog/uploads/" in r.url else None
+    )
+    page.on("load", lambda p: loads.append(p.url))
+    # The page keeps waiting while nothing happens (a refresh or two), then the load runs.
+    page.wait_for_timeout(2500)
+    assert status.inner_text() == "Waiting to start"
     service.run_batch(batch.id, uploads)
     page.wait_for_function(
         "() => document.querySelector('[data-field=status]').textContent.trim() === 'Finished'",
@@ -221,7 +230,13 @@ def test_load_progress_page_follows_the_load(
     assert page.locator("[data-count=added]").inner_text() == "60"
     assert page.evaluate("document.querySelector('progress').value") == LOC.stat().st_size
     if scripts:
+        # The script asked the API, and reloaded the page once, when the load had finished.
+        assert polls and all(u.endswith(f"/api/v1/catalog/uploads/{batch.id}") for u in polls)
+        assert len(loads) == 1
         page.screenshot(path="/tmp/upload-status.png", full_page=True)
+    else:
+        # No script ran: the meta refresh reloaded the page while it waited.
+        assert not polls and len(loads) >= 2
     assert not problems, problems
     context.close()
 
