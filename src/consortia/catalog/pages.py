@@ -139,7 +139,10 @@ def _is_staff(principal: Principal | None) -> bool:
 def reason_templates() -> tuple[str, ...]:
     """The reasons the MARC reader gives (its ``_Bad`` msgids), read from marc.py itself so that
     a new reason is found without a list to keep in step; plus the normaliser's."""
-    tree = ast.parse(Path(marc.__file__).read_text(encoding="utf-8"))
+    try:
+        tree = ast.parse(Path(marc.__file__).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError):  # installed without sources: reasons stay in English
+        return (R_NORMALISE,)
     found: list[str] = []
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
@@ -220,8 +223,7 @@ def _record_view(db: Session, cluster: dict[str, Any]) -> dict[str, Any]:
     members = _members_by_code(db, codes)
     holders: dict[str, dict[str, Any]] = {}
     for s in sources:
-        entry = holders.setdefault(s["member"], {"member": members[s["member"]], "copies": []})
-        entry.setdefault("records", []).append(s["id"])
+        holders.setdefault(s["member"], {"member": members[s["member"]], "copies": []})
     for h in cluster["holdings"]:
         holders.setdefault(h["member"], {"member": members[h["member"]], "copies": []})
         holders[h["member"]]["copies"].append(h)
