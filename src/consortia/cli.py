@@ -8,6 +8,7 @@ from consortia.accounts.cli import tokens_app, users_app
 from consortia.catalog.cli import catalog_app, ingest_command
 from consortia.cliutil import console
 from consortia.db import migrate
+from consortia.search.cli import search_command
 
 app = typer.Typer(
     help="Consortia: union catalogue, resource sharing and statistics for a library consortium.",
@@ -17,6 +18,7 @@ app = typer.Typer(
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(catalog_app, name="catalog")
 app.command("ingest")(ingest_command)
+app.command("search")(search_command)
 
 app.add_typer(users_app, name="users")
 
@@ -39,13 +41,28 @@ def init() -> None:
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8000, help="Web port."),
+    jobs: bool = typer.Option(
+        True, "--jobs/--no-jobs", help="Run background jobs in this process (embedded mode)."
+    ),
 ) -> None:
     """Serve the web UI and API. / 启动网页与接口服务。"""
     import uvicorn
+    from huey.consumer import Consumer
 
+    from consortia.tasks import huey
     from consortia.web.app import create_app
 
-    uvicorn.run(create_app(), host=host, port=port, log_level="info")
+    migrate()
+    # Embedded mode is one process: uploads and timers run on a consumer thread beside the web
+    # server. Scaled out, start `consortia serve --no-jobs` and `consortia worker` separately.
+    consumer = Consumer(huey, workers=1, worker_type="thread") if jobs else None
+    if consumer is not None:
+        consumer.start()
+    try:
+        uvicorn.run(create_app(), host=host, port=port, log_level="info")
+    finally:
+        if consumer is not None:
+            consumer.stop(graceful=True)
 
 
 @app.command()
@@ -73,7 +90,7 @@ def demo(
     migrate()
     load_demo(console)
     if serve_after:
-        serve(host=host, port=port)
+        serve(host=host, port=port, jobs=True)
 
 
 def main() -> None:
