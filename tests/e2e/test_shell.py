@@ -205,8 +205,11 @@ def test_shell_language_switch_and_keyboard_sign_in(server: str, browser: Any) -
     assert "staff" in who and "馆员" in who
 
     _tab_to(page, {"tag": "button", "text": "退出登录"})
-    page.keyboard.press("Enter")
-    page.wait_for_url(server + "/")
+    # Sign-out posts and redirects back to "/": wait for that navigation, not for the URL
+    # (the page is already at "/", so a URL wait could return before signing out).
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    page.wait_for_load_state()
     assert page.locator("header .who").count() == 0
     assert page.get_by_role("link", name="登录").is_visible()
 
