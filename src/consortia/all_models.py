@@ -5,5 +5,13 @@ from consortia.catalog import models as catalog_models
 from consortia.events import models as events_models
 from consortia.members import models as members_models
 from consortia.search import models as search_models
+from consortia.stats import models as stats_models
 
-__all__ = ["accounts_models", "catalog_models", "events_models", "members_models", "search_models"]
+__all__ = [
+    "accounts_models",
+    "catalog_models",
+    "events_models",
+    "members_models",
+    "search_models",
+    "stats_models",
+]

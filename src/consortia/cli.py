@@ -9,6 +9,7 @@ from consortia.catalog.cli import catalog_app, ingest_command
 from consortia.cliutil import console
 from consortia.db import migrate
 from consortia.search.cli import search_command
+from consortia.stats.cli import report_command, stats_app
 
 app = typer.Typer(
     help="Consortia: union catalogue, resource sharing and statistics for a library consortium.",
@@ -18,6 +19,8 @@ app = typer.Typer(
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(catalog_app, name="catalog")
 app.command("ingest")(ingest_command)
+app.command("report")(report_command)
+app.add_typer(stats_app, name="stats")
 app.command("search")(search_command)
 
 app.add_typer(users_app, name="users")
