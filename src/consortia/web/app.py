@@ -115,6 +115,7 @@ def create_app(*, run_migrations: bool = True) -> FastAPI:
     from consortia.catalog.api import router as catalog_router
     from consortia.catalog.pages import router as catalog_pages_router
     from consortia.members.api import router as members_router
+    from consortia.search.pages import router as search_pages_router
     from consortia.stats.api import router as stats_router
     from consortia.stats.pages import router as stats_pages_router
     from consortia.web.pages import router as pages_router
@@ -123,6 +124,7 @@ def create_app(*, run_migrations: bool = True) -> FastAPI:
     app.include_router(catalog_router)
     app.include_router(catalog_pages_router)
     app.include_router(members_router)
+    app.include_router(search_pages_router)
     app.include_router(stats_router)
     app.include_router(stats_pages_router)
     app.include_router(pages_router)
