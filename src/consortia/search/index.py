@@ -191,10 +191,14 @@ def _text(merged: Mapping[str, Any], name: str) -> str:
     return v if isinstance(v, str) else ""
 
 
+_LEADING_RE = re.compile(r"^(?:[\W_]+|(?:the|an|a)\s+)+")
+
+
 def _sort_key(text: str) -> str:
-    folded = cjk.fold(text)
-    # Leading punctuation and brackets ("[Untitled]", "...") do not decide the order.
-    return re.sub(r"^[\W_]+", "", folded)[:200]
+    """What titles, names and publishers sort by: folded, without leading punctuation or an
+    English article ("The sky pilot" sorts under s; the records rarely say how many characters
+    to skip)."""
+    return _LEADING_RE.sub("", cjk.fold(text))[:200]
 
 
 def build_document(
@@ -340,33 +344,51 @@ def reindex_clusters(conn: Connection, cluster_ids: Iterable[int]) -> int:
 
 
 def reindex_all(conn: Connection, *, progress: Any = None, part_size: int = 2000) -> int:
-    """Rebuild the whole index (in parts, each committed by the caller's connection)."""
+    """Rebuild every document, committing every ``part_size`` clusters; ``progress`` is called
+    with (last cluster id, highest cluster id, documents written).
+
+    Online: each part replaces its clusters' documents in one transaction, so searches keep
+    finding everything while it runs (and nothing waits on a lock for long). An empty index is
+    filled the fast way instead (on SQLite: the FTS index built in one pass at the end)."""
     from consortia.search.backends import backend_for
 
     backend = backend_for(conn.dialect.name)
-    backend.clear(conn)
-    regions = member_regions(conn)
-    total = int(conn.scalar(select(Cluster.id).order_by(Cluster.id.desc()).limit(1)) or 0)
-    done = 0
-    last = 0
-    while True:
-        rows = conn.execute(
-            select(Cluster.id, Cluster.merged)
-            .where(Cluster.id > last)
-            .order_by(Cluster.id)
-            .limit(part_size)
-        ).all()
-        if not rows:
-            break
-        last = rows[-1][0]
-        docs = [build_document(cid, merged or {}, regions) for cid, merged in rows]
-        backend.insert_documents(conn, docs)
-        done += len(docs)
+    fresh = backend.all_count(conn) == 0
+    if fresh:
+        backend.clear(conn)
         conn.commit()
-        if progress is not None:
-            progress(last, total, done)
-    backend.finish_rebuild(conn)
-    conn.commit()
+    done = 0
+    try:
+        regions = member_regions(conn)
+        top = int(conn.scalar(select(Cluster.id).order_by(Cluster.id.desc()).limit(1)) or 0)
+        last = 0
+        while True:
+            rows = conn.execute(
+                select(Cluster.id, Cluster.merged)
+                .where(Cluster.id > last)
+                .order_by(Cluster.id)
+                .limit(part_size)
+            ).all()
+            if not rows:
+                break
+            first, last = rows[0][0], rows[-1][0]
+            docs = [build_document(cid, merged or {}, regions) for cid, merged in rows]
+            if fresh:
+                backend.insert_documents(conn, docs)
+            else:
+                # Documents of clusters gone between first and last go too.
+                backend.replace_range(conn, first, last, docs)
+            conn.commit()
+            done += len(rows)
+            if progress is not None:
+                progress(last, top, done)
+        if not fresh:
+            backend.replace_range(conn, last + 1, None, [])
+            conn.commit()
+    finally:
+        conn.rollback()
+        backend.finish_rebuild(conn)
+        conn.commit()
     return done
 
 

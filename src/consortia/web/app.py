@@ -115,6 +115,8 @@ def create_app(*, run_migrations: bool = True) -> FastAPI:
     from consortia.catalog.api import router as catalog_router
     from consortia.catalog.pages import router as catalog_pages_router
     from consortia.members.api import router as members_router
+    from consortia.protocols.sru.server import router as sru_router
+    from consortia.search.api import router as search_router
     from consortia.search.pages import router as search_pages_router
     from consortia.stats.api import router as stats_router
     from consortia.stats.pages import router as stats_pages_router
@@ -124,7 +126,9 @@ def create_app(*, run_migrations: bool = True) -> FastAPI:
     app.include_router(catalog_router)
     app.include_router(catalog_pages_router)
     app.include_router(members_router)
+    app.include_router(search_router)
     app.include_router(search_pages_router)
+    app.include_router(sru_router)
     app.include_router(stats_router)
     app.include_router(stats_pages_router)
     app.include_router(pages_router)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from consortia.search import cjk
@@ -147,8 +148,24 @@ class Backend(ABC):
     @abstractmethod
     def insert_documents(self, conn: Connection, docs: list[Document]) -> None: ...
 
+    def replace_range(
+        self, conn: Connection, first: int, last: int | None, docs: list[Document]
+    ) -> None:
+        """Drop the documents of clusters ``first..last`` (``None``: no upper end) and write
+        ``docs``."""
+        where = "cluster_id >= :first" + ("" if last is None else " AND cluster_id <= :last")
+        ids = [
+            int(i)
+            for i in conn.scalars(
+                text(f"SELECT cluster_id FROM search_documents WHERE {where}"),
+                {"first": first, "last": last},
+            )
+        ]
+        self.replace_documents(conn, ids, docs)
+
     @abstractmethod
-    def clear(self, conn: Connection) -> None: ...
+    def clear(self, conn: Connection) -> None:
+        """Empty the index (only used when it is empty already or about to be rebuilt)."""
 
     def finish_rebuild(self, conn: Connection) -> None:  # noqa: B027 - optional hook
         """After ``reindex_all``: optimise the index."""

@@ -246,7 +246,8 @@ class PostgresFTS(Backend):
             conn.execute(_INSERT_FACET, rows)
 
     def clear(self, conn: Connection) -> None:
-        conn.exec_driver_sql("TRUNCATE search_documents CASCADE")
+        # DELETE, not TRUNCATE: no exclusive lock that would wait on (and block) searches.
+        conn.exec_driver_sql("DELETE FROM search_documents")
 
     def finish_rebuild(self, conn: Connection) -> None:
         conn.exec_driver_sql("ANALYZE search_documents")

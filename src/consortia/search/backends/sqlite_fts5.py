@@ -222,10 +222,20 @@ class SQLiteFTS5(Backend):
         conn.exec_driver_sql("INSERT INTO search_fts(search_fts) VALUES ('delete-all')")
 
     def finish_rebuild(self, conn: Connection) -> None:
-        conn.exec_driver_sql("INSERT INTO search_fts(search_fts) VALUES ('rebuild')")
+        missing = {
+            name
+            for name in TRIGGER_NAMES
+            if not conn.scalar(
+                text("SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = :n"),
+                {"n": name},
+            )
+        }
+        if missing:  # a fresh build: the FTS index in one pass, then the triggers again
+            conn.exec_driver_sql("INSERT INTO search_fts(search_fts) VALUES ('rebuild')")
+            for ddl, name in zip(TRIGGERS, TRIGGER_NAMES, strict=True):
+                if name in missing:
+                    conn.exec_driver_sql(ddl)
         conn.exec_driver_sql("INSERT INTO search_fts(search_fts) VALUES ('optimize')")
-        for ddl in TRIGGERS:
-            conn.exec_driver_sql(ddl)
 
 
 def _hidden(term: str) -> bool:

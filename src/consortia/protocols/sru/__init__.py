@@ -1,0 +1,1 @@
+"""SRU: the server (``server.py``) and the records it serves (``records.py``)."""

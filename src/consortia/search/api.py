@@ -1,0 +1,117 @@
+"""GET /api/v1/search: the union catalogue as JSON.
+
+``q`` is what a reader types in the search box (``consortia.search.searchbox``), ``cql`` a CQL
+query instead; ``facet=language:chi`` (repeatable) narrows to a facet value (values of one
+facet are OR'ed, facets AND'ed); ``facets`` names the facets to count (``none`` for none);
+``sort`` is ``relevance`` (default), ``title``, ``author``, ``year``, ``publisher``, each with
+``-`` for descending, comma-separated. An empty query answers with help, not an error; a query
+that is too long or cannot be parsed is a 400 naming the limit or the position.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
+
+from consortia.accounts.roles import Principal
+from consortia.errors import Invalid
+from consortia.i18n import gettext
+from consortia.search import cql, searchbox, service
+from consortia.search.cql import CQLError
+from consortia.search.index import FACETS
+from consortia.search.query import MAX_QUERY_CHARS, MAX_TERMS, QueryError, is_empty, to_text
+from consortia.web.deps import get_db, public, request_language
+
+router = APIRouter(prefix="/api/v1", tags=["search"])
+
+# Help for an empty search, in the reader's language (msgids in search.po).
+HELP_LINES = (
+    "Type words from the title, author, subject or publisher; all of them must be found.",
+    'Put a phrase in quotes: "united states", or a title in 《》.',
+    "Search one field: title:, author:, subject:, publisher:, isbn:, issn:, year:, lang:, "
+    "class:, member: (also 题名: 作者: 主题: 出版社:).",
+    "Years: year:1990, year:1990-1999, year:>=2000. Truncate with *: comput*.",
+    "Combine with OR, exclude with -word. Pinyin finds Chinese titles: zhong yi.",
+)
+
+
+def _query_error(request: Request, exc: QueryError, param: str) -> JSONResponse:
+    lang = request_language(request)
+    body: dict[str, Any] = {
+        "error": exc.code,
+        "detail": exc.render(lambda m: gettext(lang, m)),
+        "field": param,
+        "diagnostic": exc.uri,
+    }
+    if isinstance(exc, CQLError) and exc.position is not None:
+        body["position"] = exc.position
+    limit = getattr(exc, "limit", None)
+    if limit is not None:
+        body["limit"] = limit
+    return JSONResponse(body, status_code=exc.status)
+
+
+@router.get("/search", response_model=None)
+def search(
+    request: Request,
+    q: Annotated[str | None, Query(description="What a reader types in the search box.")] = None,
+    cql_query: Annotated[str | None, Query(alias="cql", description="A CQL query instead.")] = None,
+    facet: Annotated[
+        list[str] | None, Query(description="facet:value filters, e.g. language:chi.")
+    ] = None,
+    facets: Annotated[
+        str | None, Query(description="Facets to count, comma-separated; none for none.")
+    ] = None,
+    sort: Annotated[str | None, Query(description="relevance, title, -year, …")] = None,
+    offset: Annotated[int, Query(ge=0, le=service.MAX_OFFSET)] = 0,
+    limit: Annotated[int, Query(ge=1, le=service.MAX_LIMIT)] = 20,
+    db: Session = Depends(get_db),
+    principal: Principal | None = public(),
+) -> dict[str, Any] | JSONResponse:
+    """Clusters matching the query, with their holdings, the total and the facet counts."""
+    if q is not None and cql_query is not None and q.strip() and cql_query.strip():
+        raise Invalid("Give q or cql, not both.", field="q")
+    filters = service.parse_filters(facet or [])
+    wanted = _facet_names(facets)
+    sort_keys = service.parse_sort(sort)
+    try:
+        if cql_query is not None and cql_query.strip():
+            parsed = cql.parse(cql_query)
+            tree = parsed.tree
+            if not sort_keys:
+                sort_keys = [service.SortKey(k.field, k.ascending) for k in parsed.sort]
+        else:
+            tree = searchbox.parse(q or "")
+    except QueryError as exc:
+        return _query_error(request, exc, "cql" if cql_query and cql_query.strip() else "q")
+    if is_empty(tree) and not filters:
+        lang = request_language(request)
+        return {
+            "query": "",
+            "total": 0,
+            "hits": [],
+            "facets": {},
+            "help": [gettext(lang, line) for line in HELP_LINES],
+            "limits": {"characters": MAX_QUERY_CHARS, "terms": MAX_TERMS},
+        }
+    result = service.search(
+        db, tree, offset=offset, limit=limit, sort=sort_keys, facets=wanted, filters=filters
+    )
+    return {"query": to_text(tree), **result.as_dict()}
+
+
+def _facet_names(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    names = [v.strip().lower() for v in value.split(",") if v.strip()]
+    if names in ([], ["none"]):
+        return []
+    for n in names:
+        if n not in FACETS:
+            raise Invalid(
+                "facets: each one of {choices}", field="facets", choices=", ".join(FACETS)
+            )
+    return names
