@@ -210,7 +210,10 @@ def quarantine_resubmit(
     """Load a quarantined record again, as it was (another encoding) or corrected."""
     _own_quarantined(db, principal, qid)
     db.rollback()
-    data = file.file.read() if file is not None else None
+    limit = get_settings().max_upload_bytes
+    data = file.file.read(limit + 1) if file is not None else None
+    if data is not None and len(data) > limit:
+        raise Invalid("file: larger than {limit} bytes", field="file", limit=limit)
     return service.resubmit(principal, qid, data, encoding=encoding)
 
 
