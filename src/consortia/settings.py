@@ -30,6 +30,12 @@ class Settings(BaseSettings):
     secure_cookies: bool = False
     consortium_name_zh: str = "广东省图书馆联盟"
     consortium_name_en: str = "Guangdong Library Consortium"
+    # Outgoing mail (resource sharing's notices); no host: notices wait in ill_notices.
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    mail_from: str = "consortia@localhost"
+    # The address pages and e-mails use in links (download links in notices).
+    public_url: str = "http://127.0.0.1:8000"
 
     def signing_key(self) -> str:
         if self.secret_key:
