@@ -21,11 +21,13 @@
     list.setAttribute("aria-label", input.getAttribute("data-suggest-label") || "");
     list.hidden = true;
     wrap.appendChild(list);
-    // Announces how many suggestions there are; the options themselves are read as they get
-    // the highlight.
+    // Announces how many suggestions there are (a polite live region, not role=status: the
+    // page's own status messages stay the only ones); the options themselves are read as they
+    // get the highlight.
     var status = document.createElement("div");
     status.className = "visually-hidden";
-    status.setAttribute("role", "status");
+    status.setAttribute("aria-live", "polite");
+    status.setAttribute("aria-atomic", "true");
     wrap.appendChild(status);
 
     input.setAttribute("role", "combobox");
