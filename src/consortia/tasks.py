@@ -22,3 +22,4 @@ huey = make_huey()
 
 # Domains register their tasks on import.
 import consortia.catalog.tasks  # noqa: E402,F401
+import consortia.ill.notice_tasks  # noqa: E402,F401
