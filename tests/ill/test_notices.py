@@ -1,0 +1,172 @@
+"""E-mail notices: written with the change that causes them, in the reader's language (zh-CN
+when not known), and sent to a real SMTP server (aiosmtpd on a free local port)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import socket
+from collections.abc import Iterator
+from email.message import Message
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from consortia import db as dbmod
+from consortia.accounts.roles import Role
+from consortia.ill import notices
+from consortia.ill import service as ill
+from consortia.ill.models import Notice
+from consortia.ill.service import NewRequest
+from consortia.members.models import Member
+from consortia.settings import reset_settings
+from tests.ill import world
+from tests.ill.world import World
+
+BOOKS = {"zh0": {"CN-GDZSL": ["available"]}}
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        self.messages.append(email.message_from_bytes(envelope.content))
+        return "250 OK"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def smtp(monkeypatch: pytest.MonkeyPatch, db_url: str) -> Iterator[Inbox]:
+    inbox = Inbox()
+    port = _free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    monkeypatch.setenv("CONSORTIA_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("CONSORTIA_SMTP_PORT", str(port))
+    monkeypatch.setenv("CONSORTIA_MAIL_FROM", "ill@consortium.example.org")
+    reset_settings()
+    yield inbox
+    controller.stop()
+
+
+@pytest.fixture
+def w(session: Session, tmp_path: Path) -> World:
+    built = world.build(session, tmp_path, BOOKS, readers=("CN-GZUCM",))
+    english = world.add_user(
+        session, built, "gzucm-en", Role.reader, "CN-GZUCM", "en@reader.example.org"
+    )
+    built.readers["en"] = english
+    from consortia.accounts.models import User
+
+    user = session.get(User, english.user_id)
+    assert user is not None
+    user.language = "en"
+    lender = session.get(Member, built.ids["CN-GDZSL"])
+    assert lender is not None
+    lender.contact_email = "ill@gdzsl.example.org"
+    session.commit()
+    return built
+
+
+def body(msg: Message) -> str:
+    payload = msg.get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    return payload.decode(msg.get_content_charset() or "utf-8")
+
+
+def decoded_subject(msg: Message) -> str:
+    return str(email.header.make_header(email.header.decode_header(msg["Subject"])))
+
+
+def test_notices_in_each_readers_language_reach_the_smtp_server(
+    session: Session, w: World, smtp: Inbox
+) -> None:
+    zh = ill.create_request(
+        session, w.readers["CN-GZUCM"], NewRequest("Loan", cluster_id=w.clusters["zh0"])
+    )
+    notices.after(session, zh)
+    en = ill.create_request(
+        session, w.readers["en"], NewRequest("Copy", title="Nowhere held", article_title="Absence")
+    )
+    notices.after(session, en)
+    session.commit()
+    # Written, not yet sent; once only.
+    assert notices.after(session, zh) == []
+    pending = session.scalars(select(Notice).order_by(Notice.id)).all()
+    assert [(n.kind, n.state) for n in pending] == [
+        ("created", "pending"),
+        ("new_lending", "pending"),
+        ("created", "pending"),
+        ("unfilled", "pending"),
+    ]
+    report = notices.send_pending(dbmod.session_factory())
+    assert (report.sent, report.failed) == (4, 0)
+    by_to = {}
+    for msg in smtp.messages:
+        by_to.setdefault(msg["To"], []).append(msg)
+    zh_mail = by_to["gzucm@reader.example.org"][0]
+    assert decoded_subject(zh_mail) == f"您的请求 {zh.request_id} 已收到"
+    assert "正在请" in body(zh_mail) and "您好" in body(zh_mail)
+    assert zh_mail["From"] == "ill@consortium.example.org"
+    staff = by_to["ill@gdzsl.example.org"][0]
+    assert f"请求号 {zh.request_id}" in body(staff) and "/queues/lending" in body(staff)
+    en_mails = {decoded_subject(m): body(m) for m in by_to["en@reader.example.org"]}
+    unfilled = en_mails[f"Your request {en.request_id} could not be filled"]
+    assert "Reasons:" in unfilled and "No member library holds this item" in unfilled
+    assert f"Your request {en.request_id} was received" in en_mails
+    session.expire_all()
+    assert {n.state for n in session.scalars(select(Notice))} == {"sent"}
+    # Nothing left: a second run sends nothing again.
+    assert notices.send_pending(dbmod.session_factory()).sent == 0
+    assert len(smtp.messages) == 4
+
+
+def test_loan_reminders_queued_by_the_timers_are_composed_and_sent(
+    session: Session, w: World, smtp: Inbox
+) -> None:
+    start = dt.datetime(2024, 3, 5, 2, 0, tzinfo=dt.UTC)
+    r = ill.create_request(
+        session, w.readers["en"], NewRequest("Loan", cluster_id=w.clusters["zh0"]), at=start
+    )
+    lender = w.staff["CN-GDZSL"]
+    ill.ship(session, lender, r.request_id, at=start + dt.timedelta(hours=2))
+    session.commit()
+    due = session.get(ill.IllRequest, r.request_id).loan_due_at  # type: ignore[union-attr]
+    assert due is not None
+    ill.loan_timers(dbmod.session_factory(), now=due - dt.timedelta(days=1))
+    notice = session.scalar(select(Notice).where(Notice.kind == "loan_due_soon"))
+    assert notice is not None and notice.subject == ""
+    notices.send_pending(dbmod.session_factory())
+    mail = [m for m in smtp.messages if "due on" in decoded_subject(m)]
+    assert len(mail) == 1 and f"(request {r.request_id}) is due back on" in body(mail[0])
+
+
+def test_without_a_server_notices_wait_and_failures_are_recorded(
+    session: Session, w: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    r = ill.create_request(
+        session, w.readers["CN-GZUCM"], NewRequest("Loan", cluster_id=w.clusters["zh0"])
+    )
+    notices.after(session, r)
+    session.commit()
+    monkeypatch.delenv("CONSORTIA_SMTP_HOST", raising=False)
+    reset_settings()
+    assert notices.send_pending(dbmod.session_factory()).sent == 0
+    monkeypatch.setenv("CONSORTIA_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("CONSORTIA_SMTP_PORT", str(_free_port()))  # nobody listens
+    reset_settings()
+    report = notices.send_pending(dbmod.session_factory())
+    assert report.failed == 2 and report.sent == 0
+    session.expire_all()
+    rows = session.scalars(select(Notice)).all()
+    assert all(n.state == "pending" and n.attempts == 1 and n.last_error for n in rows)
