@@ -111,7 +111,7 @@ def test_notices_in_each_readers_language_reach_the_smtp_server(
     ]
     report = notices.send_pending(dbmod.session_factory())
     assert (report.sent, report.failed) == (4, 0)
-    by_to = {}
+    by_to: dict[str, list[Message]] = {}
     for msg in smtp.messages:
         by_to.setdefault(msg["To"], []).append(msg)
     zh_mail = by_to["gzucm@reader.example.org"][0]
