@@ -35,6 +35,11 @@ peer's ERROR -> ``rejected`` (kept with its errorData for staff); no usable answ
 one to the same peer about the same request is still pending, so a peer never sees Loaned
 before WillSupply or ShippedReturn before Received.
 
+Credentials: a member system's endpoint is called with the API token *it* issued to the hub
+(``Authorization: Bearer``), read from the environment as ``CONSORTIA_ISO18626_TOKENS``, a JSON
+object from member code to token (``{"CN-B": "ctk_..."}``); kept out of the database so that a
+copy of it does not hold the keys to the peers. A member without a token is called without one.
+
 Agency ids are ``ISIL:<member code>`` on both sides; the request ids are the hub's request id
 (as requester) and the member system's own id, kept as the request's ``requester_ref`` (as
 supplier). No reader's personal data leaves the hub: the Request carries no patron details.
@@ -43,8 +48,10 @@ supplier). No reader's personal data leaves the hub: the Request carries no patr
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
-from collections.abc import Callable, Iterable
+import os
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -479,6 +486,24 @@ class DeliveryReport:
     errors: list[str] = field(default_factory=list)
 
 
+TOKENS_ENV = "CONSORTIA_ISO18626_TOKENS"
+
+
+def peer_tokens() -> dict[str, str]:
+    """Member code -> the bearer token its system gave the hub (``CONSORTIA_ISO18626_TOKENS``)."""
+    raw = os.environ.get(TOKENS_ENV, "").strip()
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        log.error("%s is not a JSON object; calling member systems without tokens", TOKENS_ENV)
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k).upper(): str(v) for k, v in data.items() if v}
+
+
 def _as_message(row: OutboxRow) -> outbox.OutboxMessage:
     return outbox.OutboxMessage(
         url=row.url,
@@ -518,10 +543,17 @@ def deliver_due(
     limit: int = 500,
     timeout: float = outbox.DEFAULT_TIMEOUT,
     client: httpx.Client | None = None,
+    tokens: Mapping[str, str] | None = None,
 ) -> DeliveryReport:
-    """Send the due messages of the outbox, oldest first; never deletes one."""
+    """Send the due messages of the outbox, oldest first; never deletes one.
+
+    ``tokens`` (member code -> bearer token) defaults to ``peer_tokens()``; a given ``client``
+    is used as it is (its own headers).
+    """
     now = now or utcnow()
     report = DeliveryReport()
+    bearer = {k.upper(): v for k, v in (tokens if tokens is not None else peer_tokens()).items()}
+    codes: dict[int, str] = {}
     pending = outbox.OutboxState.PENDING.value
     with factory() as session:
         ids = list(
@@ -568,10 +600,24 @@ def deliver_due(
                 session.rollback()
                 continue
             message = _as_message(row)
+            member_id = row.member_id
             session.commit()
-            updated, _confirmation = outbox.attempt(
-                message, now=now, timeout=timeout, client=client
-            )
+            if member_id is not None and member_id not in codes:
+                codes[member_id] = (
+                    session.scalar(select(Member.code).where(Member.id == member_id)) or ""
+                )
+            token = bearer.get(codes.get(member_id or 0, "").upper())
+            if client is None and token:
+                with httpx.Client(
+                    headers={"Authorization": f"Bearer {token}"}, follow_redirects=False
+                ) as own:
+                    updated, _confirmation = outbox.attempt(
+                        message, now=now, timeout=timeout, client=own
+                    )
+            else:
+                updated, _confirmation = outbox.attempt(
+                    message, now=now, timeout=timeout, client=client
+                )
             session.execute(
                 update(OutboxRow)
                 .where(OutboxRow.id == row_id)
@@ -603,10 +649,11 @@ def run_once(
     now: dt.datetime | None = None,
     timeout: float = outbox.DEFAULT_TIMEOUT,
     client: httpx.Client | None = None,
+    tokens: Mapping[str, str] | None = None,
 ) -> DeliveryReport:
     """One round of the worker: catch up the outbox, then deliver what is due."""
     sync(factory, now=now)
-    return deliver_due(factory, now=now, timeout=timeout, client=client)
+    return deliver_due(factory, now=now, timeout=timeout, client=client, tokens=tokens)
 
 
 def outbox_rows(session: Session, request_id: int | None = None) -> Iterable[OutboxRow]:
