@@ -23,3 +23,4 @@ huey = make_huey()
 # Domains register their tasks on import.
 import consortia.catalog.tasks  # noqa: E402,F401
 import consortia.ill.notice_tasks  # noqa: E402,F401
+import consortia.ill.peers  # noqa: E402,F401
