@@ -164,7 +164,7 @@ def test_chinese_characters_either_script_and_pinyin_find_both_books(
 
 
 def test_a_hit_shows_title_responsibility_publication_and_who_has_it_on_the_shelf(
-    client: TestClient, catalogue: dict[str, int]
+    client: TestClient, session: Session, catalogue: dict[str, int]
 ) -> None:
     doc = page(client.get("/search", params={"q": SIMPLIFIED}, headers=ZH))
     item = hit_item(doc, catalogue[SIMPLIFIED])
@@ -188,9 +188,19 @@ def test_a_hit_shows_title_responsibility_publication_and_who_has_it_on_the_shel
         "Sun Yat-sen University Library · on the shelf",
         "Jilin Provincial Library · all copies out",
     ]
-    # A book whose only copy is out says so; one with no item on file names who holds it.
+    # A book whose only copy is out says so.
     doc = page(client.get("/search", params={"q": "红楼梦"}, headers=EN))
     assert "No copy on the shelf now" in text_of(hit_item(doc, catalogue["红楼梦"]))
+    # A suspended library lends nothing: its copy on the shelf does not count as one.
+    from consortia.members import service as members
+
+    members.suspend_member(session, CLI, "CN-B", "unpaid fees")
+    session.commit()
+    doc = page(client.get("/search", params={"q": TRADITIONAL}, headers=ZH))
+    item = hit_item(doc, catalogue[TRADITIONAL])
+    assert "目前没有在架的复本" in text_of(item)
+    names = [text_of(li) for li in item.xpath(".//ul[@class='holder-names']/li")]
+    assert names == ["吉林省图书馆 · 在架 · 已暂停"]
 
 
 def test_english_words_find_the_lc_record_and_vernacular_titles_show_their_romanisation(

@@ -211,6 +211,7 @@ def _holders(hit: dict[str, Any], lang: str) -> dict[str, Any]:
                 "name": name,
                 "state": state,
                 "active": h["member_status"] == "active",
+                "status": h["member_status"],
                 "call_number": (h["call_numbers"] or [""])[0],
             }
         )
