@@ -114,9 +114,9 @@ def create_app(*, run_migrations: bool = True) -> FastAPI:
     from consortia.accounts.api import router as accounts_router
     from consortia.catalog.api import router as catalog_router
     from consortia.catalog.pages import router as catalog_pages_router
+    from consortia.ill.delivery_api import router as delivery_router
     from consortia.ill.iso18626_api import router as iso18626_router
     from consortia.ill.pages import router as ill_pages_router
-    from consortia.ill.delivery_api import router as delivery_router
     from consortia.members.api import router as members_router
     from consortia.protocols.sru.server import router as sru_router
     from consortia.search.api import router as search_router
