@@ -523,3 +523,52 @@ def test_sign_in_is_asked_of_a_browser_opening_the_link(
     assert r.status_code == 401 and "text/html" in r.headers["content-type"]
     refused = delivery.download(session, None, status.token or "")
     assert isinstance(refused.error, Unauthorized) and refused.path is None
+
+
+def test_limits_are_checked_on_a_workers_connection_too(session: Session, w: World) -> None:
+    # The service's create_request also runs on a bare connection (replays, member systems).
+    t0 = dt.datetime(2024, 3, 5, 2, 0, tzinfo=dt.UTC)
+    copy_request(session, w, pages="1-45", at=t0)
+    with session.get_bind().connect() as conn:  # type: ignore[union-attr]
+        assert delivery.pages_received(conn, w.users[READER], w.clusters["zh0"], t0) == 45
+        with pytest.raises(Invalid) as refused:
+            delivery.check_limits(conn, w.users[READER], 41, w.clusters["zh0"], t0)
+        assert "86 of the 412 pages" in refused.value.render()
+        policy = delivery.check_limits(conn, w.users[READER], 37, w.clusters["zh0"], t0)
+        assert policy.max_book_share_percent == 20
+
+
+def test_files_are_removed_once_no_link_can_be_used(
+    session: Session, w: World, tmp_path: Path
+) -> None:
+    ill.set_policy(session, CLI, link_valid_days=3, max_downloads=1)
+    session.commit()
+    t0 = dt.datetime.now(dt.UTC)
+    used = copy_request(session, w)
+    delivery.upload(session, lender(w), used, make_pdf(2), at=t0)
+    idle = copy_request(session, w, key="zh1")
+    delivery.upload(session, lender(w), idle, make_pdf(3), at=t0)
+    session.commit()
+    token = delivery.link_for(session, reader(w), used, at=t0).token
+    assert token is not None
+    assert delivery.download(session, reader(w), token, at=t0).outcome == "ok"
+    session.commit()
+    assert len(stored_files(tmp_path)) == 4
+    # Day 1: the used-up link's files go; the other reader's copy is still waiting.
+    assert delivery.remove_expired_files(session, CLI, now=t0 + dt.timedelta(days=1)) == 1
+    session.commit()
+    assert len(stored_files(tmp_path)) == 2
+    assert "ill.document.removed" in actions(session, used)
+    # Day 3: the link time of the idle one is over; nothing is left, the rows stay.
+    assert delivery.remove_expired_files(session, CLI, now=t0 + dt.timedelta(days=3)) == 1
+    session.commit()
+    assert stored_files(tmp_path) == []
+    assert delivery.remove_expired_files(session, CLI, now=t0 + dt.timedelta(days=9)) == 0
+    docs = session.scalars(select(DeliveredDocument)).all()
+    assert len(docs) == 2 and all(d.removed_at is not None for d in docs)
+    # Asking for the link only now: refused as expired, and no link is made.
+    with pytest.raises(delivery.Gone) as gone:
+        delivery.link_for(session, reader(w), idle, at=t0 + dt.timedelta(days=4))
+    day = (t0 + dt.timedelta(days=3)).astimezone(CHINA).date().isoformat()
+    assert gone.value.render() == f"The download link expired on {day}"
+    assert session.scalar(select(func.count()).select_from(DownloadLink)) == 1

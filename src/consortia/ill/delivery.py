@@ -56,7 +56,7 @@ from consortia.ill.models import (
     IllRequest,
     LenderAttempt,
 )
-from consortia.ill.service import NewRequest, Policy, Result
+from consortia.ill.service import NewRequest, Policy, Result, Work
 from consortia.ill.states import RequestState, ServiceType
 from consortia.ill.workdays import CHINA
 from consortia.settings import get_settings
@@ -137,7 +137,7 @@ def _isbn13(value: str) -> str:
         return ""
 
 
-def _clusters_of(session: Session, book_key: int | str) -> set[int]:
+def _clusters_of(session: Work, book_key: int | str) -> set[int]:
     """The catalogue clusters a book key names: a cluster id, or every cluster with the ISBN."""
     if isinstance(book_key, int):
         return {book_key}
@@ -152,7 +152,7 @@ def _clusters_of(session: Session, book_key: int | str) -> set[int]:
     return {int(c) for c in found if c is not None}
 
 
-def book_pages(session: Session, book_key: int | str) -> int | None:
+def book_pages(session: Work, book_key: int | str) -> int | None:
     """A book's page count: the merged record's, else the largest of its source records'."""
     clusters = _clusters_of(session, book_key)
     best: int | None = None
@@ -172,14 +172,14 @@ def book_pages(session: Session, book_key: int | str) -> int | None:
     return best
 
 
-def _same_book(request: IllRequest, clusters: set[int], isbn: str) -> bool:
-    if request.cluster_id is not None and request.cluster_id in clusters:
+def _same_book(cluster_id: int | None, req_isbn: str, clusters: set[int], isbn: str) -> bool:
+    if cluster_id is not None and cluster_id in clusters:
         return True
-    return bool(isbn) and _isbn13(request.isbn) == isbn
+    return bool(isbn) and _isbn13(req_isbn) == isbn
 
 
 def pages_received(
-    session: Session,
+    session: Work,
     reader_id: int,
     book_key: int | str,
     at: dt.datetime,
@@ -190,31 +190,32 @@ def pages_received(
     ``at``: a delivered document's page count, else the request's page list."""
     clusters = _clusters_of(session, book_key)
     isbn = _isbn13(book_key) if isinstance(book_key, str) else ""
-    requests = session.scalars(
-        select(IllRequest).where(
-            IllRequest.reader_id == reader_id,
-            IllRequest.service_type == ServiceType.COPY.value,
-            IllRequest.created_at > at - SHARE_WINDOW,
-            IllRequest.created_at <= at,
-            IllRequest.state.not_in(NOT_COUNTED),
+    t = IllRequest
+    rows = session.execute(
+        select(t.id, t.cluster_id, t.isbn, t.pages).where(
+            t.reader_id == reader_id,
+            t.service_type == ServiceType.COPY.value,
+            t.created_at > at - SHARE_WINDOW,
+            t.created_at <= at,
+            t.state.not_in(NOT_COUNTED),
         )
     ).all()
     total = 0
-    for req in requests:
-        if req.id == exclude_request or not _same_book(req, clusters, isbn):
+    for request_id, cluster_id, req_isbn, pages in rows:
+        if request_id == exclude_request or not _same_book(cluster_id, req_isbn, clusters, isbn):
             continue
         delivered = session.scalar(
             select(DeliveredDocument.pages)
-            .where(DeliveredDocument.request_id == req.id)
+            .where(DeliveredDocument.request_id == request_id)
             .order_by(DeliveredDocument.id.desc())
             .limit(1)
         )
-        total += delivered if delivered is not None else (count_pages(req.pages) or 0)
+        total += delivered if delivered is not None else (count_pages(pages) or 0)
     return total
 
 
 def check_limits(
-    session: Session,
+    session: Work,
     reader: int | None,
     pages: int | None,
     book_key: int | str | None,
@@ -257,7 +258,7 @@ def check_limits(
 
 
 def check_request(
-    session: Session, actor: Principal, new: NewRequest, at: dt.datetime | None = None
+    session: Work, actor: Principal, new: NewRequest, at: dt.datetime | None = None
 ) -> None:
     """The copyright limits of a new request, before it is routed (copies only)."""
     if new.service_type != ServiceType.COPY.value:
@@ -671,12 +672,18 @@ def link_for(
         return _status(link, doc, at, None)
     uploaded = _aware(doc.uploaded_at)
     policy = service.current_policy(session, uploaded)
+    expires = uploaded + dt.timedelta(days=policy.link_valid_days)
+    # Never asked for in time: no link is made that could not be used.
+    if expires <= at:
+        raise Gone(MSG_LINK_EXPIRED, date=_china_day(expires).isoformat())
+    if doc.removed_at is not None:
+        raise Gone(MSG_FILE_REMOVED)
     link, token = _new_link(
         session,
         actor,
         request,
         doc,
-        expires_at=uploaded + dt.timedelta(days=policy.link_valid_days),
+        expires_at=expires,
         max_downloads=policy.max_downloads,
         downloads=0,
         at=at,
@@ -820,3 +827,47 @@ def download(
         return Download(outcome, error=error)
     assert doc.stamped_path is not None
     return Download(outcome, Path(doc.stamped_path), f"ill-{request.id}.pdf")
+
+
+# ----------------------------------------------------------------------------- clean-up
+
+
+def remove_expired_files(
+    session: Session, actor: Principal, *, now: dt.datetime | None = None, limit: int = 500
+) -> int:
+    """Delete the files of delivered documents nobody can download any more: past their link
+    time (``link_valid_days`` after the upload, the policy then), or whose link is used up.
+    The rows stay, marked ``removed_at``, for the statistics; each removal is an event. The
+    caller commits; a file already gone is no error (a retry after a crash)."""
+    now = now or utcnow()
+    docs = session.scalars(
+        select(DeliveredDocument)
+        .where(DeliveredDocument.removed_at.is_(None), DeliveredDocument.uploaded_at <= now)
+        .order_by(DeliveredDocument.id)
+        .limit(limit)
+    ).all()
+    done = 0
+    for doc in docs:
+        uploaded = _aware(doc.uploaded_at)
+        days = service.current_policy(session, uploaded).link_valid_days
+        link = _current_link(session, doc)
+        spent = link is not None and _link_state(link, now) in ("expired", "exhausted")
+        if uploaded + dt.timedelta(days=days) > now and not spent:
+            continue
+        for name in (doc.file_path, doc.stamped_path):
+            if name:
+                Path(name).unlink(missing_ok=True)
+        doc.removed_at = now
+        request = session.get(IllRequest, doc.request_id)
+        events.record(
+            session,
+            actor,
+            "ill.document.removed",
+            service.ENTITY,
+            doc.request_id,
+            {"document": doc.id, "reason": "exhausted" if spent else "expired"},
+            member_id=request.borrower_id if request else None,
+        )
+        done += 1
+    session.flush()
+    return done
