@@ -572,3 +572,38 @@ def test_files_are_removed_once_no_link_can_be_used(
     day = (t0 + dt.timedelta(days=3)).astimezone(CHINA).date().isoformat()
     assert gone.value.render() == f"The download link expired on {day}"
     assert session.scalar(select(func.count()).select_from(DownloadLink)) == 1
+
+
+def test_damaged_pdfs_are_refused_as_unreadable_never_a_crash(
+    session: Session, w: World, tmp_path: Path
+) -> None:
+    good = make_pdf(3)
+    damaged = [good[:n] for n in (len(good) // 10, len(good) // 2, len(good) - 40)]
+    for start in range(200, len(good) - 200, len(good) // 7):
+        damaged.append(
+            good[:start] + bytes(b ^ 0x5A for b in good[start : start + 64]) + good[start + 64 :]
+        )
+    damaged.append(
+        b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 1 0 R >> endobj\n"
+        b"trailer << /Root 1 0 R >>\n%%EOF"
+    )
+    rid = copy_request(session, w)
+    outcomes = []
+    for body in damaged:
+        try:
+            delivery.upload(session, lender(w), rid, body)
+        except Invalid as exc:
+            assert exc.field == "file"
+            assert exc.message in (delivery.MSG_BROKEN_PDF, delivery.MSG_NO_PAGES)
+            outcomes.append("refused")
+        else:
+            outcomes.append("delivered")  # pypdf repaired it; the stamp went on every page
+            doc = session.scalar(select(DeliveredDocument))
+            assert doc is not None and doc.stamped_path is not None
+            for page in PdfReader(doc.stamped_path).pages:
+                assert f"ILL request {rid}" in page.extract_text()
+        session.rollback()
+        assert state(session, rid) == "Sent"
+        # Files of a rolled-back upload are the caller's to discard; the spool is always clean.
+        assert list((tmp_path / "spool").glob("consortia-upload-*")) == []
+    assert "refused" in outcomes, outcomes

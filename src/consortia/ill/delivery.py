@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import IO, Any
 
 from pypdf import PdfReader, PdfWriter, Transformation
-from pypdf.errors import PyPdfError
 from reportlab.lib.colors import Color
 from reportlab.pdfgen.canvas import Canvas
 from sqlalchemy import select, update
@@ -343,7 +342,7 @@ def check_pdf(source: IO[bytes] | bytes, *, limit: int | None = None) -> Checked
                 _ = page.mediabox  # a page tree that does not resolve is a broken file
         except Invalid:
             raise
-        except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
+        except Exception as exc:  # a damaged file breaks pypdf in many ways; all mean unreadable
             raise Invalid(MSG_BROKEN_PDF, field="file") from exc
         if pages == 0:
             raise Invalid(MSG_NO_PAGES, field="file")
@@ -473,7 +472,10 @@ def upload(
         shutil.move(checked.path, original)
         files.append(original)
         files.append(stamped)
-        stamp(original, stamped, stamp_text(card_number(reader), request_id, _china_day(at)))
+        try:
+            stamp(original, stamped, stamp_text(card_number(reader), request_id, _china_day(at)))
+        except Exception as exc:  # it opened but its pages cannot be rewritten
+            raise Invalid(MSG_BROKEN_PDF, field="file") from exc
         attempt_id = session.scalar(
             select(LenderAttempt.id).where(
                 LenderAttempt.request_id == request_id, LenderAttempt.position == position
