@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from lxml import html as lhtml
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from consortia.accounts.roles import Role
@@ -341,3 +341,84 @@ def test_upload_a_document_and_the_reader_downloads_it(
     assert got.status_code == 200 and got.content.startswith(b"%PDF")
     kinds = session.scalars(select(Notice.kind).where(Notice.request_id == rid)).all()
     assert "delivered" in kinds
+
+
+def test_staff_request_for_their_own_readers_only(
+    client: TestClient, session: Session, w: World
+) -> None:
+    token = csrf(client, "gzucm-staff")
+    form = client.get("/requests/new", headers=EN)
+    assert 'name="reader"' in form.text
+    data = {"csrf_token": token, "cluster": str(w.clusters["zh2"]), "service_type": "Loan"}
+    missing = client.post("/requests/new", data=data, headers=EN)
+    assert missing.status_code == 422 and "give the reader" in missing.text
+    unknown = client.post("/requests/new", data={**data, "reader": "nobody"}, headers=EN)
+    assert unknown.status_code == 404 and "Unknown reader: nobody" in unknown.text
+    ok = client.post(
+        "/requests/new", data={**data, "reader": "gzucm-reader2"}, follow_redirects=False
+    )
+    assert ok.status_code == 303 and ok.headers["location"].startswith("/queues/borrowing")
+    req = session.scalar(select(IllRequest))
+    assert req is not None and req.reader_id == w.users["gzucm-reader2"] and req.via == "staff"
+    # The lending library's staff may not request for another library's reader.
+    token = csrf(client, "gdzsl-staff")
+    other = client.post(
+        "/requests/new",
+        data={
+            **data,
+            "csrf_token": token,
+            "cluster": str(w.clusters["zh3"]),
+            "reader": "gzucm-reader",
+        },
+        headers=EN,
+    )
+    assert other.status_code == 403 and "another library" in other.text
+    assert session.scalar(select(func.count()).select_from(IllRequest)) == 1
+
+
+def test_reader_cancels_from_my_requests(client: TestClient, session: Session, w: World) -> None:
+    rid = ill.create_request(
+        session, w.readers["CN-GZUCM"], NewRequest("Loan", cluster_id=w.clusters["zh2"])
+    ).request_id
+    session.commit()
+    token = csrf(client, "gzucm-reader")
+    mine = doc(client.get("/requests/mine", headers=EN).text)
+    forms = mine.get_element_by_id(f"request-{rid}").xpath(".//form[@action]")
+    assert [f.get("action") for f in forms] == [f"/requests/{rid}/act"]
+    bad = client.post(f"/requests/{rid}/act", data={"csrf_token": token, "action": "ship"})
+    assert bad.status_code == 422
+    r = client.post(
+        f"/requests/{rid}/act",
+        data={"csrf_token": token, "action": "cancel"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303 and r.headers["location"] == f"/requests/mine#request-{rid}"
+    session.expire_all()
+    assert session.get(IllRequest, rid).state == "Cancelled"  # type: ignore[union-attr]
+    text = words(
+        doc(client.get("/requests/mine", headers=EN).text).get_element_by_id(f"request-{rid}")
+    )
+    assert "Cancelled" in text and "Cancel" not in text.replace("Cancelled", "")
+    kinds = session.scalars(select(Notice.kind).where(Notice.request_id == rid)).all()
+    assert "cancelled" in kinds
+
+
+def test_an_openurl_citation_fills_the_form(client: TestClient, w: World) -> None:
+    csrf(client, "gzucm-reader")
+    r = client.get(
+        "/requests/new?url_ver=Z39.88-2004&rft_val_fmt=info:ofi/fmt:kev:mtx:journal"
+        "&rft.genre=article&rft.atitle=On+absence&rft.jtitle=Journal+of+Nothing&rft.aulast=Li"
+        "&rft.aufirst=Wei&rft.volume=7&rft.issue=2&rft.spage=45&rft.epage=60&rft.date=2019-05"
+        "&rft.issn=1234-5679&rft_id=info:doi/10.1000/xyz",
+        headers=EN,
+    )
+    form = doc(r.text)
+
+    def value(name: str) -> str:
+        return str(form.xpath(f"//input[@name='{name}']")[0].get("value"))
+
+    assert value("article_title") == "On absence" and value("title") == "Journal of Nothing"
+    assert (value("author"), value("volume"), value("issue")) == ("Li, Wei", "7", "2")
+    assert (value("pages"), value("year"), value("issn")) == ("45-60", "2019", "1234-5679")
+    assert value("doi") == "10.1000/xyz"
+    assert form.xpath("//input[@name='service_type'][@checked]")[0].get("value") == "Copy"

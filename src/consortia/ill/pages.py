@@ -357,10 +357,61 @@ def new_request_page(
     cluster = _query(request, "cluster", 18)
     if cluster and not _ID.fullmatch(cluster):
         raise NotFound(ill.MSG_UNKNOWN_CLUSTER, field="cluster", id=cluster)
-    values = {"cluster": cluster, "service_type": _query(request, "service_type", 10) or "Loan"}
+    values = {"cluster": cluster, "service_type": _query(request, "service_type", 10)}
     for name in FIELDS:
         values[name] = _query(request, name, ill.LIMITS.get(name, 200))
+    openurl = _from_openurl(request)
+    values.update({k: v for k, v in openurl.items() if not values.get(k)})
+    values["service_type"] = values["service_type"] or "Loan"
     return _new_form(request, db, principal, values)
+
+
+# OpenURL 1.0 KEV keys (Z39.88-2004 journal and book formats) -> the form's fields.
+_OPENURL = {
+    "rft.atitle": "article_title",
+    "rft.jtitle": "title",
+    "rft.btitle": "title",
+    "rft.title": "title",
+    "rft.stitle": "title",
+    "rft.au": "author",
+    "rft.volume": "volume",
+    "rft.issue": "issue",
+    "rft.pages": "pages",
+    "rft.date": "year",
+    "rft.issn": "issn",
+    "rft.eissn": "issn",
+    "rft.isbn": "isbn",
+    "rft.pub": "publisher",
+    "rft.edition": "edition",
+}
+
+
+def _from_openurl(request: Request) -> dict[str, str]:
+    """A citation given as OpenURL 1.0 keys (a link from a database, or the hub's /openurl)
+    fills the form; the reader still checks and sends it."""
+    q = request.query_params
+    if not any(k.startswith(("rft.", "rft_id")) for k in q):
+        return {}
+    out: dict[str, str] = {}
+    for key, name in _OPENURL.items():
+        value = q.get(key, "").strip()
+        if value and not out.get(name):
+            out[name] = value[: ill.LIMITS.get(name, 200)]
+    if not out.get("author") and q.get("rft.aulast"):
+        first = q.get("rft.aufirst", "").strip()
+        out["author"] = (q["rft.aulast"].strip() + (f", {first}" if first else ""))[:500]
+    if not out.get("pages") and q.get("rft.spage"):
+        end = q.get("rft.epage", "").strip()
+        out["pages"] = (q["rft.spage"].strip() + (f"-{end}" if end else ""))[:60]
+    if out.get("year"):
+        out["year"] = out["year"][:4] if out["year"][:4].isdigit() else out["year"][:20]
+    for rft_id in q.getlist("rft_id"):
+        if rft_id.startswith("info:doi/"):
+            out["doi"] = rft_id[len("info:doi/") :][:200]
+    genre = q.get("rft.genre", "")
+    if out.get("article_title") or genre in ("article", "bookitem", "chapter"):
+        out["service_type"] = "Copy"
+    return out
 
 
 def _reader_id(db: Session, principal: Principal, name: str) -> int | None:
