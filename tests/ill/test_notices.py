@@ -170,3 +170,42 @@ def test_without_a_server_notices_wait_and_failures_are_recorded(
     session.expire_all()
     rows = session.scalars(select(Notice)).all()
     assert all(n.state == "pending" and n.attempts == 1 and n.last_error for n in rows)
+
+
+def test_notices_from_the_event_log_cover_every_caller(session: Session, w: World) -> None:
+    """Changes made without the pages (the API, the timers) get their notices from the event
+    log; reading it again writes nothing twice, and old history gets none."""
+    start = dt.datetime.now(dt.UTC)
+    made = ill.create_request(
+        session, w.readers["CN-GZUCM"], NewRequest("Loan", cluster_id=w.clusters["zh0"]), at=start
+    )
+    old = ill.create_request(
+        session,
+        w.readers["en"],
+        NewRequest("Copy", title="Old history"),
+        at=start - dt.timedelta(days=30),
+    )
+    session.commit()
+    assert session.scalar(select(Notice.id)) is None
+    mark = notices.notify_from_events(session)
+    session.commit()
+    rows = session.scalars(select(Notice).order_by(Notice.id)).all()
+    assert [(n.request_id, n.kind) for n in rows] == [
+        (made.request_id, "created"),
+        (made.request_id, "new_lending"),
+    ]
+    assert mark > 0 and all(n.request_id != old.request_id for n in rows)
+    assert notices.notify_from_events(session, after_id=mark) == mark
+    assert notices.notify_from_events(session) == mark
+    session.commit()
+    assert len(session.scalars(select(Notice)).all()) == 2
+    # The lender ships it through the service alone: the next run finds it.
+    ill.ship(session, w.staff["CN-GDZSL"], made.request_id, at=start + dt.timedelta(hours=1))
+    session.commit()
+    later = notices.notify_from_events(session, after_id=mark)
+    session.commit()
+    assert later > mark
+    shipped = session.scalar(select(Notice).where(Notice.kind == "shipped"))
+    assert shipped is not None and shipped.language == "zh-CN"
+    lender = session.get(Member, w.ids["CN-GDZSL"])
+    assert lender is not None and f"{lender.name_zh}已寄出" in shipped.body

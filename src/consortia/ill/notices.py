@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from consortia.accounts.models import User
 from consortia.db import utcnow
+from consortia.events.models import Event
 from consortia.i18n import DEFAULT_LANGUAGE, LANGUAGES, gettext, normalize_language
 from consortia.ill.models import IllRequest, LenderAttempt, Notice
 from consortia.members.models import Member
@@ -266,6 +267,41 @@ def after(session: Session, result: _HasEvents) -> list[Notice]:
     for action in result.events:
         out.extend(notify(session, result.request_id, action))
     return out
+
+
+# Events read again behind the mark: on PostgreSQL a transaction may commit an event with a
+# lower id after a higher one was read (ids are taken at insert, visible at commit).
+SCAN_OVERLAP = 500
+# Events older than this get no notice (a replayed history, a mark lost with the job store).
+SCAN_WINDOW = dt.timedelta(days=2)
+ENTITY = "ill_request"
+
+
+def notify_from_events(
+    session: Session, *, after_id: int = 0, now: dt.datetime | None = None, limit: int = 5000
+) -> int:
+    """The notices of the request events written since event ``after_id`` by anyone (the API,
+    ISO 18626 peers, the timers), whether or not the caller called ``after``: notices are
+    written once, so reading an event twice is harmless. Returns the mark for the next run."""
+    now = now or utcnow()
+    rows = session.execute(
+        select(Event.id, Event.entity_id, Event.action, Event.at)
+        .where(
+            Event.id > max(0, after_id - SCAN_OVERLAP),
+            Event.entity_type == ENTITY,
+            Event.action.in_(list(EVENT_NOTICES)),
+        )
+        .order_by(Event.id)
+        .limit(limit)
+    ).all()
+    last = after_id
+    for event_id, entity_id, action, at in rows:
+        last = max(last, int(event_id))
+        moment = at if at.tzinfo else at.replace(tzinfo=dt.UTC)
+        if moment < now - SCAN_WINDOW or not str(entity_id).isdigit():
+            continue
+        notify(session, int(entity_id), action)
+    return last
 
 
 # ---------------------------------------------------------------------------- sending
