@@ -393,6 +393,8 @@ def stamp(source: Path, target: Path, text: str) -> None:
         out.merge_transformed_page(
             overlay, Transformation().translate(float(box.left), float(box.bottom))
         )
+        # Merging leaves the page's content uncompressed (a text page grows tenfold).
+        out.compress_content_streams()
     writer.add_metadata({"/Subject": text})
     with target.open("wb") as fh:
         writer.write(fh)
