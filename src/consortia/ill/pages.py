@@ -54,6 +54,7 @@ MSG_FILTER = "{name}: at most {n} characters"
 MSG_OFFSET = "offset: a whole number from 0"
 MSG_QUEUE = "Unknown queue: {name}"
 MSG_NO_FILE = "file: choose a PDF to upload"
+MSG_CHOOSE_MEMBER = "member: choose the library whose slips to print"
 
 # Page actions -> how each is done; ``text`` is the form's reason/condition/note field.
 Act = Callable[[Session, Principal, int, str], ill.Result]
@@ -683,7 +684,7 @@ def pull_slips(
     member = _query(request, "member", 40)
     code = _scope(db, principal, member)
     if principal.is_consortium_admin and code is None:
-        raise Invalid(ill.MSG_BORROWER_NEEDED, field="member")
+        raise Invalid(MSG_CHOOSE_MEMBER, field="member")
     items, _total = ill.list_requests(
         db, principal, queue="lending", member=code, state="Sent", limit=ill.MAX_PAGE
     )
