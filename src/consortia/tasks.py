@@ -24,3 +24,4 @@ huey = make_huey()
 import consortia.catalog.tasks  # noqa: E402,F401
 import consortia.ill.notice_tasks  # noqa: E402,F401
 import consortia.ill.peers  # noqa: E402,F401
+import consortia.ill.tasks  # noqa: E402,F401

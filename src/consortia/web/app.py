@@ -114,8 +114,10 @@ def create_app(*, run_migrations: bool = True) -> FastAPI:
     from consortia.accounts.api import router as accounts_router
     from consortia.catalog.api import router as catalog_router
     from consortia.catalog.pages import router as catalog_pages_router
+    from consortia.ill.api import router as ill_router
     from consortia.ill.delivery_api import router as delivery_router
     from consortia.ill.iso18626_api import router as iso18626_router
+    from consortia.ill.openurl import router as openurl_router
     from consortia.ill.pages import router as ill_pages_router
     from consortia.members.api import router as members_router
     from consortia.protocols.sru.server import router as sru_router
@@ -130,6 +132,8 @@ def create_app(*, run_migrations: bool = True) -> FastAPI:
     app.include_router(catalog_pages_router)
     app.include_router(ill_pages_router)
     app.include_router(delivery_router)
+    app.include_router(ill_router)
+    app.include_router(openurl_router)
     app.include_router(iso18626_router)
     app.include_router(members_router)
     app.include_router(search_router)
