@@ -1,0 +1,44 @@
+"""Resource sharing's timers as Huey periodic tasks.
+
+Any number of consumers may run them at once: each due request is taken in its own transaction,
+locked with SKIP LOCKED on PostgreSQL and re-checked inside it, so no request is advanced twice
+(``service._run_timer``). On SQLite the single writer serialises them and the version check
+turns a second attempt into nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from huey import crontab
+
+from consortia.db import session_factory
+from consortia.ill import service
+from consortia.tasks import huey
+
+
+def _summary(report: service.TimerReport) -> dict[str, Any]:
+    return {
+        "checked": report.checked,
+        "advanced": report.advanced,
+        "skipped": report.skipped,
+        "events": dict(report.events),
+    }
+
+
+@huey.periodic_task(crontab(minute="*/10"))
+def ill_expire_unanswered() -> dict[str, Any]:
+    """Lenders past their days-to-respond (working days): the next candidate is asked."""
+    return _summary(service.expire_unanswered(session_factory()))
+
+
+@huey.periodic_task(crontab(minute="5,35"))
+def ill_loan_timers() -> dict[str, Any]:
+    """Loans coming due and overdue (reminders, Overdue); delivered copies nobody confirmed."""
+    return _summary(service.loan_timers(session_factory()))
+
+
+@huey.periodic_task(crontab(minute="*/15"))
+def ill_expire_links() -> dict[str, Any]:
+    """Download links past their time are marked expired, once each."""
+    return {"expired": service.expire_links(session_factory())}
