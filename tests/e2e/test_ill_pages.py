@@ -23,6 +23,8 @@ from tests.e2e.test_shell import CHROMIUM, CHROMIUM_ARGS, _free_port
 from tests.ill import world
 from tests.ill.world import World
 
+SCREENSHOTS = Path("/tmp")  # ill-queue.png and ill-mine.png, to look at
+
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (make test)"),
@@ -121,7 +123,8 @@ def test_a_copy_from_request_to_the_stamped_pdf(
     row = staff.locator(f"#request-{rid}")
     row.get_by_role("button", name="将提供").click()
     staff.wait_for_selector(".ill-results .ill-ok")
-    assert "已完成" in staff.locator(".ill-results").inner_text()
+    staff.screenshot(path=str(SCREENSHOTS / "ill-queue.png"), full_page=True)
+    assert "将提供：已完成" in staff.locator(".ill-results").inner_text()
     staff.locator(f"#request-{rid}").get_by_role("link", name="上传文献").click()
     staff.wait_for_url(f"{server}/queues/lending/{rid}/document")
     pdf = tmp_path / "scan.pdf"
@@ -133,6 +136,7 @@ def test_a_copy_from_request_to_the_stamped_pdf(
     reader.goto(f"{server}/requests/mine")
     item = reader.locator(f"#request-{rid}")
     assert "Supplied" in item.inner_text()
+    reader.screenshot(path=str(SCREENSHOTS / "ill-mine.png"), full_page=True)
     with reader.expect_download() as info:
         item.get_by_role("button", name="Download the document").click()
     target = tmp_path / "got.pdf"

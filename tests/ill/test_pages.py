@@ -182,7 +182,7 @@ def test_staff_see_only_their_library_and_bulk_actions_report_each(
         li.get("data-request"): words(li)
         for li in doc(bulk.text).find_class("ill-results")[0].iter("li")
     }
-    assert "done, now Supplied" in results[str(ids[0])]
+    assert "Shipped: done; the request is now: Supplied" in results[str(ids[0])]
     assert "Not a request number: abc" in results["abc"]
     assert "Unknown request: 999999" in results["999999"]
     session.expire_all()

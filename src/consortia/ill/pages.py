@@ -121,6 +121,7 @@ class Outcome:
     ok: bool
     message: str
     error: DomainError | None = None
+    action: str = ""
 
 
 def _attempts(db: Session, ids: list[int]) -> dict[int, list[LenderAttempt]]:
@@ -605,7 +606,7 @@ def _act(
     out: list[Outcome] = []
     for raw in dict.fromkeys(raw_ids):
         if not _ID.fullmatch(raw):
-            out.append(Outcome(raw[:40], False, MSG_BAD_ID))
+            out.append(Outcome(raw[:40], False, MSG_BAD_ID, action=action))
             continue
         rid = int(raw)
         try:
@@ -615,9 +616,9 @@ def _act(
             db.commit()
         except DomainError as exc:
             db.rollback()
-            out.append(Outcome(raw, False, exc.message, exc))
+            out.append(Outcome(raw, False, exc.message, exc, action))
             continue
-        out.append(Outcome(raw, True, result.state))
+        out.append(Outcome(raw, True, result.state, action=action))
     return out
 
 
