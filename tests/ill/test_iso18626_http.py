@@ -549,3 +549,34 @@ def test_requesting_agency_messages_are_checked(
     assert isinstance(last, iso.SupplyingAgencyMessage)
     assert last.message_info.reason_for_message is SupplierMessageReason.CANCEL_RESPONSE
     assert (last.message_info.answer_yes_no, last.status_info.status) == (True, Status.CANCELLED)
+
+
+def test_the_same_message_sent_at_once_by_several_threads_moves_the_request_once(
+    client: TestClient, session: Session, hub: Hub
+) -> None:
+    import threading
+
+    request_id = lend_from_sysu(session, hub)
+    body = iso.to_xml(sam(request_id, Status.WILL_SUPPLY), "2017")
+    answers: list[bytes] = []
+
+    def send() -> None:
+        answers.append(raw_post(client, body, hub.token))
+
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(answers) == 4
+    # One of them moved the request; the others got its stored answer.
+    assert iso.is_ok(iso.parse(answers[0]))
+    assert all(a == answers[0] for a in answers)
+    assert lender_status(session, request_id) == ("Sent", "WillSupply")
+    statuses = session.scalars(
+        select(Event.action).where(
+            Event.entity_id == str(request_id), Event.action == "ill.lender.status"
+        )
+    ).all()
+    assert len(statuses) == 1
+    assert raw_post(client, body, hub.token) == answers[0]

@@ -171,7 +171,11 @@ def handle(session: Session, principal: Principal, body: bytes) -> bytes:
         session.rollback()
         error = iso.Iso18626Error(VALUE, exc.render())
         if exc.message == ill.MSG_CHANGED:
-            # Another message moved the request meanwhile: not remembered, a retry will do.
+            # Another message moved the request meanwhile: if it was this very message (a
+            # retry racing the original), its answer; else not remembered, a retry will do.
+            stored = session.get(ReceivedMessage, key)
+            if stored is not None and stored.answer is not None:
+                return bytes(stored.answer)
             return iso.confirmation_for(msg, error, version=version)
         answer = iso.confirmation_for(msg, error, version=version)
     sender = iso.sender(msg)
