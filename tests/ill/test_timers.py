@@ -150,9 +150,7 @@ def test_loans_are_reminded_then_overdue(session: Session, w: World) -> None:
     assert ill.loan_timers(factory(), now=due + 100 * DAY).advanced == 0
 
 
-def test_a_delivered_copy_nobody_confirms_completes_by_itself(
-    session: Session, w: World
-) -> None:
+def test_a_delivered_copy_nobody_confirms_completes_by_itself(session: Session, w: World) -> None:
     new = NewRequest(service_type="Copy", cluster_id=w.clusters["en1"], article_title="Ch. 1")
     result = ill.create_request(session, w.readers["CN-GZUCM"], new, at=TUESDAY)
     ill.ship(session, w.staff["CN-SCNU"], result.request_id, at=TUESDAY + HOUR)
