@@ -422,3 +422,32 @@ def test_an_openurl_citation_fills_the_form(client: TestClient, w: World) -> Non
     assert (value("pages"), value("year"), value("issn")) == ("45-60", "2019", "1234-5679")
     assert value("doi") == "10.1000/xyz"
     assert form.xpath("//input[@name='service_type'][@checked]")[0].get("value") == "Copy"
+    assert form.xpath("//input[@name='via']")[0].get("value") == "openurl"
+
+
+def test_the_hubs_openurl_lands_on_the_filled_form_and_the_request_says_so(
+    client: TestClient, session: Session, w: World
+) -> None:
+    token = csrf(client, "gzucm-reader")
+    r = client.get(
+        "/openurl?url_ver=Z39.88-2004&rft.genre=article&rft.atitle=On+absence"
+        "&rft.jtitle=Journal+of+Nothing&rft.spage=3&rft.epage=9&rft.date=2020",
+        headers=EN,
+    )
+    assert r.status_code == 200 and str(r.url.path) == "/requests/new"
+    form = doc(r.text)
+    values = {
+        i.get("name"): i.get("value") for i in form.xpath("//form[@action='/requests/new']//input")
+    }
+    assert values["article_title"] == "On absence" and values["title"] == "Journal of Nothing"
+    assert values["pages"] == "3-9"
+    checked = form.xpath("//input[@name='service_type'][@checked]")[0].get("value")
+    assert checked == "Copy"
+    # The form as shown, sent: the request is the citation.
+    sent = {k: v for k, v in values.items() if k != "service_type" and v is not None}
+    sent.update(csrf_token=token, service_type=checked)
+    done = client.post("/requests/new", data=sent, follow_redirects=False)
+    assert done.status_code == 303
+    req = session.scalar(select(IllRequest))
+    assert req is not None and (req.article_title, req.pages) == ("On absence", "3-9")
+    assert req.service_type == "Copy" and req.via == values.get("via", "reader")

@@ -365,6 +365,9 @@ def new_request_page(
     openurl = _from_openurl(request)
     values.update({k: v for k, v in openurl.items() if not values.get(k)})
     values["service_type"] = values["service_type"] or "Loan"
+    # Counted apart in the statistics: requests that came from a database's OpenURL link.
+    if openurl or _query(request, "via", 10) == "openurl":
+        values["via"] = "openurl"
     return _new_form(request, db, principal, values)
 
 
@@ -439,7 +442,7 @@ async def new_request_submit(
     values = {
         k: (v.strip() if isinstance(v, str) else "")
         for k, v in form.items()
-        if k in (*FIELDS, "cluster", "service_type", "needed_by", "reader", "pickup")
+        if k in (*FIELDS, "cluster", "service_type", "needed_by", "reader", "pickup", "via")
     }
     lang = request_language(request)
     try:
@@ -461,6 +464,7 @@ async def new_request_submit(
             needed_by=needed,
             reader_id=_reader_id(db, principal, values.get("reader", "")),
             pickup=values.get("pickup") or None,
+            via="openurl" if values.get("via") == "openurl" else None,
             **{k: values.get(k, "") for k in FIELDS},
         )
         result = ill.create_request(db, principal, new)
