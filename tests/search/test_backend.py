@@ -12,6 +12,7 @@ tests/data/dedup), CNMARC records (tests/data/unimarc) and a record with an 880 
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -28,12 +29,13 @@ from consortia.catalog import service as catalog
 from consortia.catalog.models import Cluster
 from consortia.db import get_engine
 from consortia.members.models import Member, Region
-from consortia.search import cql, searchbox, service
+from consortia.search import cjk, cql, searchbox, service
 from consortia.search import index as search_index
 from consortia.search.backends import SortKey, backend_for
 from consortia.search.query import Node
 from tests.conftest import add_region_and_member
-from tests.search.matcher import Rec, found
+from tests.search import matcher
+from tests.search.matcher import Rec
 
 DATA = Path(__file__).parent.parent / "data"
 LOC = DATA / "ingest" / "loc-60.mrc"
@@ -47,13 +49,42 @@ ALT880 = (
 
 class IndexedRec(Rec):
     """The matcher's record plus what the index puts only in the any-field (place, edition,
-    series)."""
+    series), and whether it has pinyin tokens: the index makes them only for records in
+    Chinese or with Han characters in the title or a name (on English text they are noise)."""
 
     rest: list[str]
+    pinyin: bool
 
     def texts(self, name: str) -> list[str]:
         values = super().texts(name)
         return values + self.rest if name == "any" else values
+
+
+class _Tokens:
+    """cjk as the matcher sees it for one record: pinyin tokens or not, as the index has."""
+
+    def __init__(self, pinyin: bool) -> None:
+        self.pinyin = pinyin
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(cjk, name)
+
+    def index_tokens(self, text: str, *, pinyin: bool = True) -> list[str]:
+        return cjk.index_tokens(text, pinyin=pinyin and self.pinyin)
+
+
+def found(node: Node, records: dict[str, IndexedRec]) -> set[str]:
+    """The reference matcher's answer, record by record with that record's token rule."""
+    out = set()
+    saved = matcher.cjk
+    try:
+        for name, rec in records.items():
+            matcher.cjk = _Tokens(rec.pinyin)  # type: ignore[assignment]
+            if matcher.matches(node, rec):
+                out.add(name)
+    finally:
+        matcher.cjk = saved
+    return out
 
 
 def _v(merged: dict[str, Any], name: str) -> str:
@@ -89,6 +120,12 @@ def rec_of(merged: dict[str, Any]) -> IndexedRec:
         years=[merged["year"]["value"]] if "year" in merged else [],
     )
     rec.rest = [t for t in (_v(merged, "place"), _v(merged, "edition"), _v(merged, "series")) if t]
+    han = re.compile("[\u3400-\u9fff]")
+    rec.pinyin = (
+        "chi" in rec.language
+        or bool(han.search(_v(merged, "title")))
+        or any(han.search(n.get("vernacular", "")) for n in merged.get("names", []))
+    )
     return rec
 
 
@@ -157,6 +194,8 @@ SEARCHBOX_QUERIES = [
     "乔布斯",
     "qiao bu si",
     "boston",
+    '-"united america"',  # "america" reads as pinyin (a me ri ca): English records have none
+    "america",
 ]
 CQL_QUERIES = [
     "dc.title = history",

@@ -287,9 +287,10 @@ class Writer:
         # The clusters this batch touches are collected apart and indexed for search in the
         # batch's own transaction.
         earlier, self.summary.touched = self.summary.touched, set()
+        self.merged_now: dict[int, dict[str, Any]] = {}  # merged records made in this batch
         try:
             self._apply(batch)
-            search_index.reindex_clusters(self.conn, self.summary.touched)
+            search_index.reindex_clusters(self.conn, self.summary.touched, self.merged_now)
         finally:
             earlier |= self.summary.touched
             self.summary.touched = earlier
@@ -444,6 +445,8 @@ class Writer:
                 insert(Cluster).returning(Cluster.id, sort_by_parameter_order=True), rows
             )
             real_ids = dict(zip(provisional, ids, strict=True))
+            for pid, row in zip(provisional, rows, strict=True):
+                self.merged_now[real_ids[pid]] = cast(dict[str, Any], row["merged"])
 
         def cluster_id(p: Prepared) -> int:
             cid = decisions[id(p)][0]
@@ -638,6 +641,8 @@ class Writer:
                     "now": now,
                 }
             )
+        for u in updates:
+            self.merged_now[cast(int, u["cid"])] = cast(dict[str, Any], u["merged"])
         if updates:
             conn.execute(
                 update(Cluster)
@@ -659,6 +664,7 @@ class Writer:
     def finish_replace(self) -> None:
         """--replace: the member's live records absent from this full load are deleted."""
         conn = self.conn
+        self.merged_now = {}
         gone = list(
             conn.execute(
                 select(SourceRecord.id, SourceRecord.cluster_id).where(
@@ -680,7 +686,7 @@ class Writer:
         self.summary.deleted += len(gone)
         self._refresh(dirty)
         self.summary.touched |= dirty
-        search_index.reindex_clusters(conn, dirty)
+        search_index.reindex_clusters(conn, dirty, self.merged_now)
 
 
 _UPDATABLE = (

@@ -13,7 +13,6 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
@@ -177,12 +176,15 @@ def _bound(value: int | None, inclusive: bool, step: int) -> int | None:
     return value if inclusive else value + step
 
 
-def facet_rows(docs: list[Document]) -> list[dict[str, Any]]:
-    return [
-        {"cluster_id": d.cluster_id, "facet": f, "value": v}
-        for d in docs
-        for f, v in dict.fromkeys((f, v[:100]) for f, v in d.facets)
-    ]
+def facet_rows(docs: list[Document]) -> list[tuple[int, str, str]]:
+    return [row for d in docs for row in d.facet_rows()]
+
+
+def marks(conn: Connection, n: int) -> str:
+    """n DBAPI placeholders: the bulk paths talk to the driver directly (executemany with
+    tuples), several times cheaper per row than SQLAlchemy's parameter processing."""
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    return ", ".join([mark] * n)
 
 
 _BACKENDS: dict[str, Backend] = {}

@@ -20,8 +20,8 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection
 
 from consortia.search import cjk
-from consortia.search.backends import Backend, SortKey, facet_rows
-from consortia.search.index import BARRIER, COLUMNS, Document
+from consortia.search.backends import Backend, SortKey, facet_rows, marks
+from consortia.search.index import BARRIER, COLUMNS, DOC_COLUMNS, Document
 
 _WEIGHT = {"title": "A", "author": "B", "subject": "C", "publisher": "D", "rest": "D", "keys": "D"}
 # ts_rank's weights are given in the order D, C, B, A.
@@ -37,17 +37,12 @@ _SORT_COLUMNS = {
 }
 _SCAN_WEIGHT = {"title": "A", "author": "B", "subject": "C", "publisher": "D"}
 
-_INSERT_DOC = text(
-    "INSERT INTO search_documents (cluster_id, title, author, subject, publisher, rest, keys, "
-    "year, sort_title, sort_author, sort_publisher) VALUES (:cluster_id, :title, :author, "
-    ":subject, :publisher, :rest, :keys, :year, :sort_title, :sort_author, :sort_publisher)"
+_INSERT_DOC = (
+    f"INSERT INTO search_documents ({', '.join(DOC_COLUMNS)}) "
+    f"VALUES ({', '.join('%s' for _ in DOC_COLUMNS)})"
 )
-_INSERT_TSV = text(
-    "INSERT INTO search_fts (cluster_id, tsv) VALUES (:cluster_id, CAST(:tsv AS tsvector))"
-)
-_INSERT_FACET = text(
-    "INSERT INTO search_facets (cluster_id, facet, value) VALUES (:cluster_id, :facet, :value)"
-)
+_INSERT_TSV = "INSERT INTO search_fts (cluster_id, tsv) VALUES (%s, CAST(%s AS tsvector))"
+_INSERT_FACET = "INSERT INTO search_facets (cluster_id, facet, value) VALUES (%s, %s, %s)"
 
 
 def tsvector_literal(doc: Document) -> str:
@@ -225,25 +220,21 @@ class PostgresFTS(Backend):
     def replace_documents(self, conn: Connection, ids: Sequence[int], docs: list[Document]) -> None:
         if ids:
             # search_fts and search_facets go with their document (ON DELETE CASCADE).
-            conn.execute(
-                text("DELETE FROM search_documents WHERE cluster_id IN :ids").bindparams(
-                    bindparam("ids", expanding=True)
-                ),
-                {"ids": list(ids)},
+            args = tuple(ids)
+            conn.exec_driver_sql(
+                f"DELETE FROM search_documents WHERE cluster_id IN ({marks(conn, len(args))})",
+                args,
             )
         self.insert_documents(conn, docs)
 
     def insert_documents(self, conn: Connection, docs: list[Document]) -> None:
         if not docs:
             return
-        conn.execute(_INSERT_DOC, [d.row() for d in docs])
-        conn.execute(
-            _INSERT_TSV,
-            [{"cluster_id": d.cluster_id, "tsv": tsvector_literal(d)} for d in docs],
-        )
+        conn.exec_driver_sql(_INSERT_DOC, [d.row() for d in docs])
+        conn.exec_driver_sql(_INSERT_TSV, [(d.cluster_id, tsvector_literal(d)) for d in docs])
         rows = facet_rows(docs)
         if rows:
-            conn.execute(_INSERT_FACET, rows)
+            conn.exec_driver_sql(_INSERT_FACET, rows)
 
     def clear(self, conn: Connection) -> None:
         # DELETE, not TRUNCATE: no exclusive lock that would wait on (and block) searches.

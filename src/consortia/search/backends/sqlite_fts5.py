@@ -16,8 +16,8 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection
 
 from consortia.search import cjk
-from consortia.search.backends import WEIGHTS, Backend, SortKey, facet_rows
-from consortia.search.index import BARRIER, COLUMNS, Document
+from consortia.search.backends import WEIGHTS, Backend, SortKey, facet_rows, marks
+from consortia.search.index import BARRIER, COLUMNS, DOC_COLUMNS, Document
 
 _COLSETS = {
     "any": "{title author subject publisher rest}",
@@ -57,14 +57,11 @@ TRIGGERS = (
 )
 TRIGGER_NAMES = ("search_fts_ai", "search_fts_ad", "search_fts_au")
 
-_INSERT_DOC = text(
-    "INSERT INTO search_documents (cluster_id, title, author, subject, publisher, rest, keys, "
-    "year, sort_title, sort_author, sort_publisher) VALUES (:cluster_id, :title, :author, "
-    ":subject, :publisher, :rest, :keys, :year, :sort_title, :sort_author, :sort_publisher)"
+_INSERT_DOC = (
+    f"INSERT INTO search_documents ({', '.join(DOC_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in DOC_COLUMNS)})"
 )
-_INSERT_FACET = text(
-    "INSERT INTO search_facets (cluster_id, facet, value) VALUES (:cluster_id, :facet, :value)"
-)
+_INSERT_FACET = "INSERT INTO search_facets (cluster_id, facet, value) VALUES (?, ?, ?)"
 
 
 def _q(token: str) -> str:
@@ -190,28 +187,20 @@ class SQLiteFTS5(Backend):
 
     def replace_documents(self, conn: Connection, ids: Sequence[int], docs: list[Document]) -> None:
         if ids:
-            params = {"ids": list(ids)}
-            conn.execute(
-                text("DELETE FROM search_facets WHERE cluster_id IN :ids").bindparams(
-                    bindparam("ids", expanding=True)
-                ),
-                params,
-            )
-            conn.execute(
-                text("DELETE FROM search_documents WHERE cluster_id IN :ids").bindparams(
-                    bindparam("ids", expanding=True)
-                ),
-                params,
-            )
+            # The trigger takes each document out of the FTS index.
+            args = tuple(ids)
+            where = f"WHERE cluster_id IN ({marks(conn, len(args))})"
+            conn.exec_driver_sql(f"DELETE FROM search_facets {where}", args)
+            conn.exec_driver_sql(f"DELETE FROM search_documents {where}", args)
         self.insert_documents(conn, docs)
 
     def insert_documents(self, conn: Connection, docs: list[Document]) -> None:
         if not docs:
             return
-        conn.execute(_INSERT_DOC, [d.row() for d in docs])
+        conn.exec_driver_sql(_INSERT_DOC, [d.row() for d in docs])
         rows = facet_rows(docs)
         if rows:
-            conn.execute(_INSERT_FACET, rows)
+            conn.exec_driver_sql(_INSERT_FACET, rows)
 
     def clear(self, conn: Connection) -> None:
         # Without the triggers: a whole rebuild fills the FTS index in one pass at the end.
