@@ -607,3 +607,36 @@ def test_damaged_pdfs_are_refused_as_unreadable_never_a_crash(
         # Files of a rolled-back upload are the caller's to discard; the spool is always clean.
         assert list((tmp_path / "spool").glob("consortia-upload-*")) == []
     assert "refused" in outcomes, outcomes
+
+
+def test_two_downloads_at_once_cannot_both_take_the_last_one(session: Session, w: World) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    from consortia import db as dbmod
+
+    ill.set_policy(session, CLI, max_downloads=1)
+    session.commit()
+    rid = copy_request(session, w)
+    delivery.upload(session, lender(w), rid, make_pdf(1))
+    token = delivery.link_for(session, reader(w), rid).token
+    session.commit()
+    assert token is not None
+    start = Barrier(4)
+    desk = w.staff["CN-GZUCM"]  # staff: no receipt confirmation, just the count
+
+    def fetch() -> str:
+        start.wait()
+        with dbmod.session_factory()() as s:
+            got = delivery.download(s, desk, token)
+            s.commit()
+            return got.outcome
+
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = sorted(pool.map(lambda _: fetch(), range(4)))
+    assert outcomes == ["exhausted", "exhausted", "exhausted", "ok"]
+    session.expire_all()
+    link = session.scalar(select(DownloadLink))
+    assert link is not None and link.downloads == 1
+    log = session.scalars(select(DownloadLog.outcome)).all()
+    assert sorted(log) == outcomes
