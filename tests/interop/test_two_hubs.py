@@ -154,7 +154,9 @@ def _make_hub(tmp: Path, name: str, monkeypatch: pytest.MonkeyPatch) -> HubProce
     return HubProcess(name, folder, url, _free_port(), engine, sessionmaker(engine))
 
 
-def _setup(hub: HubProcess, local: str, peer: str, peer_url: str, book_holder: str) -> str:
+def _setup(
+    hub: HubProcess, local: str, peer: str, peer_url: str, books: dict[str, dict[str, list[str]]]
+) -> str:
     """Members (``local`` and ``peer`` with its endpoint), a reader at ``local``, a book held by
     ``book_holder``; returns the API token this hub issued to ``peer``."""
     with dbmod.session_scope() as s:
@@ -178,8 +180,7 @@ def _setup(hub: HubProcess, local: str, peer: str, peer_url: str, book_holder: s
 
         hub.ids = {m.code: m.id for m in session.scalars(select(Member))}
         w = world.World(ids=dict(hub.ids))
-        # Same Chinese book in both hubs' catalogues, held by CN-B.
-        world.load_books(session, w, hub.dir, {"zh2": {book_holder: ["available"]}})
+        world.load_books(session, w, hub.dir, books)
         hub.clusters = dict(w.clusters)
     finally:
         session.close()
@@ -193,10 +194,12 @@ def hubs(
     monkeypatch.chdir(tmp_path)
     a = _make_hub(tmp_path, "a", monkeypatch)
     b_port = _free_port()
-    a_token_for_b = _setup(a, "CN-A", "CN-B", f"http://127.0.0.1:{b_port}/iso18626", "CN-B")
+    # Hub A's catalogue has CN-B holding two books; hub B's knows only the first.
+    held = {"zh2": {"CN-B": ["available"]}, "zh3": {"CN-B": ["available"]}}
+    a_token_for_b = _setup(a, "CN-A", "CN-B", f"http://127.0.0.1:{b_port}/iso18626", held)
     b = _make_hub(tmp_path, "b", monkeypatch)
     b.port = b_port
-    b_token_for_a = _setup(b, "CN-B", "CN-A", a.endpoint, "CN-B")
+    b_token_for_a = _setup(b, "CN-B", "CN-A", a.endpoint, {"zh2": {"CN-B": ["available"]}})
     # Each side calls the other with the token the other issued.
     a.tokens = {"CN-B": b_token_for_a}
     b.tokens = {"CN-A": a_token_for_b}
@@ -385,6 +388,20 @@ def test_a_loan_and_a_copy_between_two_hubs(hubs: tuple[HubProcess, HubProcess])
         }
     assert len(_outbox(a)) == 2 + 2 + 1  # two Requests, Received and ShippedReturn, Received
     assert len(_outbox(b)) == 4 + 2  # ExpectToSupply, WillSupply, Loaned, LoanCompleted; 2 copy
+
+    # ---- a book hub B cannot supply: Unfilled there at once, and so in hub A
+    gone = _act(
+        a, ill.create_request, reader, NewRequest(service_type="Loan", cluster_id=a.clusters["zh3"])
+    )
+    _delivered(a.worker(), 1)
+    b_gone = _incoming(b, gone.request_id)
+    assert _state(b, b_gone)[0] == "Unfilled"
+    _delivered(b.worker(), 1)
+    assert _state(a, gone.request_id)[0] == "Unfilled"
+    assert _events(a, gone.request_id)[-2:] == [
+        ("ill.request.declined", "Unfilled"),
+        ("ill.request.unfilled", None),
+    ]
 
 
 def test_a_message_survives_the_peer_dying_mid_send(hubs: tuple[HubProcess, HubProcess]) -> None:

@@ -64,7 +64,7 @@ from consortia.db import utcnow
 from consortia.events.models import Event
 from consortia.ill import iso18626 as iso
 from consortia.ill import outbox
-from consortia.ill.models import IllRequest, LenderAttempt, OutboxRow
+from consortia.ill.models import IllRequest, LenderAttempt, OutboxRow, ReceivedMessage
 from consortia.ill.states import (
     TERMINAL_REQUEST_STATES,
     RequesterAction,
@@ -315,6 +315,28 @@ def _status_now(req: IllRequest, payload: dict[str, Any]) -> str:
     return Status.LOANED.value if req.shipped_at is not None else Status.WILL_SUPPLY.value
 
 
+def addressed_supplier(session: Session, request_id: int) -> str | None:
+    """The supplying agency a member system's Request named (read back from the confirmation
+    the hub stored for it), or None (a 2021 Request may name none)."""
+    answers = session.scalars(
+        select(ReceivedMessage.answer).where(
+            ReceivedMessage.request_id == request_id,
+            ReceivedMessage.kind == iso.MessageKind.REQUEST.value,
+        )
+    ).all()
+    for answer in answers:
+        if not answer:
+            continue
+        try:
+            confirmation = iso.parse(bytes(answer))
+        except iso.Iso18626Error:
+            continue
+        header = getattr(confirmation, "confirmation_header", None)
+        if header is not None and header.supplying_agency_id is not None:
+            return str(header.supplying_agency_id.value)
+    return None
+
+
 def messages_for_request(
     session: Session, request_id: int, members: dict[int, Peer] | None = None
 ) -> list[Outgoing]:
@@ -332,13 +354,14 @@ def messages_for_request(
         .order_by(Event.id)
     ).all()
     out: list[Outgoing] = []
+    addressed: str | None = None
+    if borrower.url and req.requester_ref:
+        addressed = addressed_supplier(session, request_id)
     for ev in events:
         p = ev.payload or {}
         lender_id = p.get("lender")
         lender = members.get(int(lender_id)) if lender_id is not None else None
-        if lender is None:
-            continue
-        if lender.url and not borrower.url:
+        if lender is not None and lender.url and not borrower.url:
             # The hub asks a member system: a Request, then the requester's actions.
             msg: iso.Message | None = None
             if ev.action == "ill.request.sent":
@@ -350,9 +373,19 @@ def messages_for_request(
                 )
             if msg is not None:
                 out.append(Outgoing(lender.url, lender.id, msg, ev.id))
-        elif borrower.url and not lender.url and req.requester_ref and ev.action in SUPPLIER_EVENTS:
-            # A member system asked the hub: each step of the hub's lender.
-            sam = _supplier_message(ev, req, borrower.code, lender.code)
+        elif (
+            borrower.url
+            and req.requester_ref
+            and ev.action in SUPPLIER_EVENTS
+            and (lender is None or not lender.url)
+        ):
+            # A member system asked the hub: each step of the hub's lender, in the name of the
+            # library it asked (the hub may have routed the request to another of its members).
+            supplier = addressed or (lender.code if lender is not None else None)
+            if supplier is None:
+                log.warning("request %s: no supplying agency to answer in the name of", req.id)
+                continue
+            sam = _supplier_message(ev, req, borrower.code, supplier)
             if sam is not None:
                 out.append(Outgoing(borrower.url, borrower.id, sam, ev.id))
     return out
