@@ -454,3 +454,55 @@ def test_a_message_survives_the_peer_dying_mid_send(hubs: tuple[HubProcess, HubP
     with a.session() as s:
         assert s.scalar(select(OutboxRow.state)) == "delivered"
     assert iso.MessageKind.REQUEST.value == _outbox(a)[0][0]
+
+
+def test_renewal_and_cancellation_between_two_hubs(hubs: tuple[HubProcess, HubProcess]) -> None:
+    a, b = hubs
+    reader = _reader(a, "CN-A")
+    lender_b = _staff(b, "CN-B")
+    staff_a = _staff(a, "CN-A")
+    loan = _act(
+        a, ill.create_request, reader, NewRequest(service_type="Loan", cluster_id=a.clusters["zh2"])
+    )
+    _delivered(a.worker(), 1)
+    b_loan = _incoming(b, loan.request_id)
+    due = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(days=14)
+    _act(b, ill.ship, lender_b, b_loan, due=due)
+    _delivered(b.worker(), 2)  # ExpectToSupply, Loaned
+    assert _state(a, loan.request_id) == ("Shipped", "Loaned")
+
+    # Renew: asked in hub A, granted by hub B's lender with a new due date.
+    _act(a, ill.renew, staff_a, loan.request_id)
+    _delivered(a.worker(), 1)
+    with b.session() as s:
+        asked = s.scalar(
+            select(LenderAttempt.renew_requested_at).where(LenderAttempt.request_id == b_loan)
+        )
+        assert asked is not None
+    later = due + dt.timedelta(days=14)
+    _act(b, ill.answer_renewal, lender_b, b_loan, approve=True, due=later)
+    _delivered(b.worker(), 1)
+    with a.session() as s:
+        req = s.get(IllRequest, loan.request_id)
+        assert req is not None and req.loan_due_at == later
+    assert ("ill.loan.renewed", "Loaned") in _events(a, loan.request_id)
+
+    # Cancel: a second request, cancelled before hub B's library did anything.
+    other = _act(
+        a,
+        ill.create_request,
+        reader,
+        NewRequest(service_type="Copy", cluster_id=a.clusters["zh2"], pages="1-5"),
+    )
+    _delivered(a.worker(), 1)
+    b_other = _incoming(b, other.request_id)
+    _act(a, ill.cancel, staff_a, other.request_id, reason="no longer needed")
+    assert _state(a, other.request_id) == ("Sent", "RequestReceived")  # the lender must agree
+    _delivered(a.worker(), 1)
+    assert _state(b, b_other) == ("Cancelled", "Cancelled")
+    _delivered(b.worker(), 2)  # ExpectToSupply, CancelResponse Y
+    assert _state(a, other.request_id) == ("Cancelled", "Cancelled")
+    assert _events(a, other.request_id)[-2:] == [
+        ("ill.lender.status", "ExpectToSupply"),
+        ("ill.request.cancelled", "Cancelled"),
+    ]
