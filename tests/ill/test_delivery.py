@@ -640,3 +640,26 @@ def test_two_downloads_at_once_cannot_both_take_the_last_one(session: Session, w
     assert link is not None and link.downloads == 1
     log = session.scalars(select(DownloadLog.outcome)).all()
     assert sorted(log) == outcomes
+
+
+def test_a_delivery_over_the_share_is_refused_naming_the_limit(
+    session: Session, w: World, tmp_path: Path
+) -> None:
+    first = copy_request(session, w, pages="1-45")
+    delivery.upload(session, lender(w), first, make_pdf(45))
+    session.commit()
+    # Cited 31 pages (45 + 31 = 76 of 412, within 20%); the lender sends 40.
+    second = copy_request(session, w, pages="100-130", article_title="第五章")
+    with pytest.raises(Invalid) as refused:
+        delivery.upload(session, lender(w), second, make_pdf(40))
+    assert refused.value.field == "file"
+    assert refused.value.render() == (
+        "file: 85 of the 412 pages of this book in seven days (20.6%), over the limit of 20% "
+        "of a book per reader per week"
+    )
+    session.rollback()
+    assert state(session, second) == "Sent"
+    assert len(stored_files(tmp_path)) == 2  # the first delivery's only
+    delivery.upload(session, lender(w), second, make_pdf(31))
+    session.commit()
+    assert state(session, second) == "Shipped"

@@ -82,6 +82,15 @@ MSG_SHARE_LIMIT = (
     "pages: {pages} of the {total} pages of this book in seven days ({percent}%), over the "
     "limit of {limit}% of a book per reader per week"
 )
+MSG_DOC_SHARE = (
+    "file: {pages} of the {total} pages of this book in seven days ({percent}%), over the "
+    "limit of {limit}% of a book per reader per week"
+)
+# The limits' messages by what is checked: a request's page list, or a delivered file.
+LIMIT_MESSAGES = {
+    "pages": (MSG_PAGES_LIMIT, MSG_SHARE_LIMIT),
+    "file": (MSG_DOC_PAGES, MSG_DOC_SHARE),
+}
 MSG_LINK_UNKNOWN = "Unknown or withdrawn download link"
 MSG_LINK_EXPIRED = "The download link expired on {date}"
 MSG_LINK_EXHAUSTED = "The download link was used {n} times, the most allowed"
@@ -221,6 +230,7 @@ def check_limits(
     at: dt.datetime | None = None,
     *,
     exclude_request: int | None = None,
+    field: str = "pages",
 ) -> Policy:
     """Refuse a copy over the consortium's copyright policy in force at ``at``.
 
@@ -228,15 +238,16 @@ def check_limits(
     cluster id, or an ISBN. Over the pages per request, or over the share of one book the reader
     may receive in seven days (this request included): ``Invalid`` naming the limit. A book
     whose page count the catalogue does not know cannot be measured and passes the share check.
+    ``field``: "pages" (a request's citation) or "file" (a delivered document), named in the
+    refusal.
     """
     at = at or utcnow()
+    per_request, share = LIMIT_MESSAGES[field]
     policy = service.current_policy(session, at)
     if pages is None:
         return policy
     if pages > policy.max_pages_per_request:
-        raise Invalid(
-            MSG_PAGES_LIMIT, field="pages", pages=pages, limit=policy.max_pages_per_request
-        )
+        raise Invalid(per_request, field=field, pages=pages, limit=policy.max_pages_per_request)
     if reader is None or book_key is None:
         return policy
     total = book_pages(session, book_key)
@@ -246,8 +257,8 @@ def check_limits(
     wanted = used + pages
     if wanted * 100 > policy.max_book_share_percent * total:
         raise Invalid(
-            MSG_SHARE_LIMIT,
-            field="pages",
+            share,
+            field=field,
             pages=wanted,
             total=total,
             percent=f"{wanted * 100 / total:.1f}",
@@ -455,14 +466,19 @@ def upload(
     checked = check_pdf(source)
     files: list[Path] = []
     try:
-        policy = service.current_policy(session, at)
-        if checked.pages > policy.max_pages_per_request:
-            raise Invalid(
-                MSG_DOC_PAGES,
-                field="file",
-                pages=checked.pages,
-                limit=policy.max_pages_per_request,
-            )
+        # What was delivered counts, not what was cited: the lender may not send more.
+        book_key: int | str | None = request.cluster_id
+        if book_key is None and request.isbn:
+            book_key = request.isbn
+        check_limits(
+            session,
+            request.reader_id,
+            checked.pages,
+            book_key,
+            at,
+            exclude_request=request_id,
+            field="file",
+        )
         lender_id = request.lender_id
         position = request.position
         result = service.ship(session, actor, request_id, at=at)
