@@ -383,11 +383,30 @@ class _Tx:
     """One transition's writes: the request row (checked against the version read), the
     current rota row, other rota rows, and the events, written in that order."""
 
-    __slots__ = ("actor", "at", "attempt", "db", "events", "now", "others", "request", "row", "v")
+    __slots__ = (
+        "actor",
+        "at",
+        "attempt",
+        "db",
+        "events",
+        "now",
+        "others",
+        "request",
+        "row",
+        "session",
+        "v",
+    )
 
     def __init__(
-        self, db: _Db, row: _Row, actor: Principal, at: dt.datetime, v: int | None = None
+        self,
+        db: _Db,
+        row: _Row,
+        actor: Principal,
+        at: dt.datetime,
+        v: int | None = None,
+        session: Work | None = None,
     ) -> None:
+        self.session = session  # given: member systems hear of the transition (ill/peers.py)
         self.db = db
         self.row = row
         self.actor = actor
@@ -478,6 +497,8 @@ class _Tx:
             else:
                 db.many(_SQL_EVENT, self.events)
             version = row.version + 1
+            if self.session is not None:
+                _tell_peers(self.session, db, row.id)
         else:
             version = row.version
         return Result(
@@ -501,6 +522,23 @@ class _Tx:
         self.db.run(sql, [*(values[k] for k in keys), self.row.id, position])
 
 
+def _tell_peers(session: Work, db: _Db, request_id: int) -> None:
+    """Queue, in the transition's transaction, the ISO 18626 messages it calls for when a member
+    runs its own ILL system (``ill/peers.py``); nothing to do, and no statement, when none
+    does."""
+    _members(session, db)
+    if not _cache(session).has_peers:
+        return
+    from consortia.ill import peers
+
+    if isinstance(session, Connection):
+        with Session(bind=session) as orm:
+            peers.after_transition(orm, request_id)
+            orm.flush()
+    else:
+        peers.after_transition(session, request_id)
+
+
 # ----------------------------------------------------------------------------- caches
 
 
@@ -512,6 +550,7 @@ class _EngineCache:
         self.members: dict[int, rota.MemberInfo] = {}
         self.members_stamp: tuple[Any, ...] | None = None
         self.members_checked = 0.0
+        self.has_peers = False  # a member runs its own ILL system (ISO 18626)
         # Cluster id -> (title, record languages): what language detection needs.
         self.clusters: dict[int, tuple[str, list[str]]] = {}
         self.calendar: dict[dt.date, bool] | None = None
@@ -582,6 +621,7 @@ def _members(session: Work, db: _Db) -> dict[int, rota.MemberInfo]:
             for r in rows
         }
         cache.members_stamp = stamp
+        cache.has_peers = any(m.iso18626_url for m in cache.members.values())
     return cache.members
 
 
@@ -1079,7 +1119,7 @@ def create_request(
         None,
         None,
     )
-    tx = _Tx(db, row, actor, at, v=len(states) - 1)
+    tx = _Tx(db, row, actor, at, v=len(states) - 1, session=session)
     tx.request["lender_id"] = None
     tx.event(
         "ill.request.created",
@@ -1119,6 +1159,7 @@ def create_request(
             reasons=[outcome] + [f"{e.code}: {e.why.value}" for e in plan.excluded],
         )
     db.many(_SQL_EVENT, tx.events)
+    _tell_peers(session, db, request_id)
     return Result(
         request_id,
         final,
@@ -1248,7 +1289,7 @@ def _start(
     when = _when(at)
     db = _Db(session)
     row = _must_load(db, request_id)
-    return _Tx(db, row, actor, when), when
+    return _Tx(db, row, actor, when, session=session), when
 
 
 # ----------------------------------------------------------------------------- lender side
@@ -1739,7 +1780,7 @@ def _run_timer(
                         report.skipped += 1
                         session.rollback()
                         continue
-                    tx = _Tx(db, row, SYSTEM_TIMER, now)
+                    tx = _Tx(db, row, SYSTEM_TIMER, now, session=session)
                     if not handle(session, tx, now):
                         report.skipped += 1
                         session.rollback()
