@@ -451,3 +451,57 @@ def test_the_hubs_openurl_lands_on_the_filled_form_and_the_request_says_so(
     req = session.scalar(select(IllRequest))
     assert req is not None and (req.article_title, req.pages) == ("On absence", "3-9")
     assert req.service_type == "Copy" and req.via == values.get("via", "reader")
+
+
+def _act(client: TestClient, token: str, queue: str, rid: int, action: str, text: str = "") -> str:
+    r = client.post(
+        f"/queues/{queue}/act",
+        data={"csrf_token": token, "one": f"{rid}:{action}", "text": text},
+        headers=EN,
+    )
+    assert r.status_code == 200, r.text
+    li = doc(r.text).find_class("ill-results")[0].xpath(".//li")[0]
+    assert li.get("class") == "ill-ok", words(li)
+    return words(li)
+
+
+def test_a_loan_through_both_queues(client: TestClient, session: Session, w: World) -> None:
+    rid = ill.create_request(
+        session, w.readers["CN-GZUCM"], NewRequest("Loan", cluster_id=w.clusters["zh2"])
+    ).request_id
+    session.commit()
+    lender = csrf(client, "gdzsl-staff")
+    _act(client, lender, "lending", rid, "conditional", "library use only")
+    # Shipping waits for the borrower's answer to the condition.
+    r = client.post(
+        "/queues/lending/act", data={"csrf_token": lender, "one": f"{rid}:ship"}, headers=EN
+    )
+    assert "ill-refused" in r.text
+    borrower = csrf(client, "gzucm-staff")
+    page = client.get("/queues/borrowing", headers=EN).text
+    assert "condition: library use only" in page and f'value="{rid}:conditions-yes"' in page
+    _act(client, borrower, "borrowing", rid, "conditions-yes")
+    lender = csrf(client, "gdzsl-staff")
+    assert "Supplied" in _act(client, lender, "lending", rid, "ship")
+    borrower = csrf(client, "gzucm-staff")
+    assert "Received" in _act(client, borrower, "borrowing", rid, "received")
+    _act(client, borrower, "borrowing", rid, "renew")
+    lender = csrf(client, "gdzsl-staff")
+    page = client.get("/queues/lending?state=Received", headers=EN).text
+    assert "renewal asked" in page
+    before = session.get(IllRequest, rid).loan_due_at  # type: ignore[union-attr]
+    _act(client, lender, "lending", rid, "renewal-yes")
+    session.expire_all()
+    after = session.get(IllRequest, rid).loan_due_at  # type: ignore[union-attr]
+    assert before is not None and after is not None and after > before
+    borrower = csrf(client, "gzucm-staff")
+    assert "Returned" in _act(client, borrower, "borrowing", rid, "return")
+    lender = csrf(client, "gdzsl-staff")
+    assert "Completed" in _act(client, lender, "lending", rid, "checked-in")
+    # The reader's page tells the whole story.
+    csrf(client, "gzucm-reader")
+    item = words(
+        doc(client.get("/requests/mine", headers=EN).text).get_element_by_id(f"request-{rid}")
+    )
+    for step in ("Renewal asked", "Renewed", "Returned", "Completed", "Supplied by"):
+        assert step in item
