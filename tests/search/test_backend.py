@@ -602,3 +602,25 @@ def test_key_encoding_is_one_to_one_and_keeps_prefixes(a: str, b: str) -> None:
     assert (ea == eb) == (a.lower() == b.lower())
     if b.lower().startswith(a.lower()):
         assert eb.startswith(ea)
+
+
+def test_facets_of_a_large_result_count_the_best_matches(
+    session: Session, catalogue: dict[str, IndexedRec], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Beyond FACET_CAP matches the facets are counted over the FACET_CAP best ones, in the
+    order shown, and the result says so."""
+    monkeypatch.setattr(service, "FACET_CAP", 10)
+    tree = searchbox.parse("the")
+    for sort in ([], [SortKey("year", False)]):
+        r = service.search(session, tree, limit=5, offset=3, sort=sort)
+        assert r.total > 10 and r.facets_sampled == 10
+        best = service.search(session, tree, limit=10, sort=sort, facets=[]).hits
+        assert [h["id"] for h in r.hits] == [h["id"] for h in best[3:8]]
+        members = Counter(m for h in best for m in {x["member"] for x in h["holdings"]})
+        assert {e["value"]: e["count"] for e in r.facets["member"]} == dict(members)
+        years = Counter(search_index.decade(h["year"]) for h in best if h["year"])
+        assert {e["value"]: e["count"] for e in r.facets["year"]} == dict(years)
+    # A page beyond the best ten still comes right.
+    r = service.search(session, tree, limit=5, offset=12)
+    whole = service.search(session, tree, limit=20, facets=[]).hits
+    assert [h["id"] for h in r.hits] == [h["id"] for h in whole[12:17]]

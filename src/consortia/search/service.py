@@ -6,9 +6,10 @@ index is written by ``consortia.search.index`` from the ingest writer.
 
 Ranking: exact ISBN/ISSN hits of the query first, then relevance (BM25 on SQLite, ts_rank on
 PostgreSQL, both with field weights title > author > subject > the rest), or the sort keys asked
-for; ties by cluster id, so paging is stable. Facets are counted over the matching clusters
-(exactly up to ``FACET_CAP`` matches; beyond, over the first ``FACET_CAP`` and the result says
-so in ``facets_sampled``).
+for; ties by cluster id, so paging is stable. Facets are counted over the matching clusters:
+exactly when there are at most ``FACET_CAP`` of them; beyond, over the ``FACET_CAP`` best (in
+the order the results are shown), and the result says so in ``facets_sampled``, as OPACs do
+(Koha counts its facets over the first 20 hits by default).
 """
 
 from __future__ import annotations
@@ -228,17 +229,18 @@ def search(
         total = be.count(conn, expr)
     ids: list[int] = []
     counts: dict[str, dict[str, int]] = {}
-    if total and offset < total:
-        ids = be.page(
-            conn,
-            expr,
-            offset=offset,
-            limit=limit,
-            sort=sort,
-            boost=_boost(be, tree),
-            rank=_rank(be, tree),
-        )
-    if total and wanted:
+    boost, rank = _boost(be, tree), _rank(be, tree)
+    sampled = bool(wanted) and total > FACET_CAP
+    if sampled:
+        # One ranked pass gives the best FACET_CAP matches: the facets are counted over them,
+        # and the page is taken from them when it lies within.
+        top = be.page(conn, expr, offset=0, limit=FACET_CAP, sort=sort, boost=boost, rank=rank)
+        counts = be.facet_counts_of(conn, top, wanted)
+        if offset + limit <= len(top):
+            ids = top[offset : offset + limit]
+    if total and offset < total and not ids:
+        ids = be.page(conn, expr, offset=offset, limit=limit, sort=sort, boost=boost, rank=rank)
+    if total and wanted and not sampled:
         counts = be.facet_counts(conn, expr, wanted, FACET_CAP)
     facet_out = {f: _facet_values(f, counts.get(f, {})) for f in wanted}
     return SearchResult(
@@ -247,7 +249,7 @@ def search(
         limit=limit,
         hits=hits(session, ids),
         facets=facet_out,
-        facets_sampled=FACET_CAP if total > FACET_CAP and wanted else None,
+        facets_sampled=FACET_CAP if sampled else None,
         sort=list(sort),
     )
 
