@@ -266,3 +266,18 @@ def _member_id(session: Session, code: str) -> int:
     found = session.scalar(select(Member.id).where(Member.code == code))
     assert found is not None
     return int(found)
+
+
+def test_the_periodic_task_catches_up_and_delivers(
+    session: Session, peer: Peer, requests: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import consortia.tasks
+
+    assert "consortia.ill.peers.deliver_outbox" in consortia.tasks.huey._registry._registry
+    rid = requests[0]
+    enqueue_all(session, peer, [(rid, action(rid, RequesterAction.NOTIFICATION))])
+    monkeypatch.delenv(peers.TOKENS_ENV, raising=False)
+    result = peers.deliver_outbox.call_local()
+    assert result == {"delivered": 1, "rejected": 0, "failed": 0, "waiting": 0}
+    assert [a for _, a in peer.received] == ["Notification"]
+    assert rows(session)[0][0] == "delivered"
