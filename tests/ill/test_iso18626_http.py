@@ -357,6 +357,12 @@ def test_a_retried_message_gets_the_same_answer_and_changes_nothing(
     third = raw_post(client, same_message, hub.token)
     assert again == first and third == first
     assert counts(session) == after_first
+    # Another member's token does not get the stored answer.
+    other = iso.parse(raw_post(client, body, hub.other_token))
+    assert error_of(other) == (  # type: ignore[arg-type]
+        "UnrecognisedDataValue",
+        "supplyingAgencyId: CN-SYSU is not the member of the API token (CN-GZUCM)",
+    )
     # An error answer is remembered as well.
     bad = iso.to_xml(sam(request_id, Status.COPY_COMPLETED), "2017")
     refused = raw_post(client, bad, hub.token)

@@ -141,26 +141,28 @@ def handle(session: Session, principal: Principal, body: bytes) -> bytes:
     msg, version = received.message, received.version
     if not isinstance(msg, iso.Request | iso.SupplyingAgencyMessage | iso.RequestingAgencyMessage):
         return iso.confirmation_for(msg, None, version=version)  # a confirmation: refused
+    try:
+        member = _sender(session, principal, msg)
+    except _Refused as refused:
+        session.rollback()
+        return iso.confirmation_for(msg, refused.error, version=version)
+    # Looked up only once the sender is known to be the caller: no member reads another's.
     key = iso.message_key(msg)
     stored = session.get(ReceivedMessage, key)
     if stored is not None and stored.answer is not None:
         return bytes(stored.answer)
     request_id: int | None = None
+    actor = Principal(
+        kind="token",
+        label=principal.label,
+        role=Role.member_system,
+        user_id=principal.user_id,
+        member_id=member.id,
+        member_code=member.code,
+    )
     try:
-        member = _sender(session, principal, msg)
-        actor = Principal(
-            kind="token",
-            label=principal.label,
-            role=Role.member_system,
-            user_id=principal.user_id,
-            member_id=member.id,
-            member_code=member.code,
-        )
         request_id = _dispatch(session, actor, member, msg)
         answer = iso.confirmation_for(msg, None, version=version)
-    except _Refused as refused:
-        session.rollback()
-        return iso.confirmation_for(msg, refused.error, version=version)
     except iso.Iso18626Error as err:
         session.rollback()
         answer = iso.confirmation_for(msg, err, version=version)
