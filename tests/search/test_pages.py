@@ -590,12 +590,13 @@ def test_staff_see_the_data_quality_and_load_links_and_readers_do_not(
     session.commit()
     login(client, "reader1")
     menu = page(client.get("/search?q=x", headers=ZH)).xpath("//nav[@class='site-nav']//a/@href")
-    assert menu == ["/", "/search", "/members"]
+    assert menu == ["/", "/search", "/members", "/requests/mine"]
     client.cookies.clear()
     login(client, "staff1")
     doc = page(client.get("/search?q=x", headers=ZH))
     links = {text_of(a): a.get("href") for a in doc.xpath("//nav[@class='site-nav']//a")}
     assert links["数据质量"] == "/quality" and links["装载记录"] == "/catalog/upload"
+    assert links["出借队列"] == "/queues/lending" and "/requests/mine" not in links.values()
     for href in ("/quality", "/catalog/upload"):
         assert client.get(href, headers=ZH).status_code == 200
     doc = page(client.get("/quality", headers=EN))
