@@ -6,6 +6,8 @@ Start a consumer with ``consortia worker`` (or ``huey_consumer consortia.tasks.h
 
 from __future__ import annotations
 
+import importlib
+
 from huey import Huey, RedisHuey, SqliteHuey
 
 from consortia.settings import get_settings
@@ -20,8 +22,12 @@ def make_huey() -> Huey:
 
 huey = make_huey()
 
-# Domains register their tasks on import.
-import consortia.catalog.tasks  # noqa: E402,F401
-import consortia.ill.notice_tasks  # noqa: E402,F401
-import consortia.ill.peers  # noqa: E402,F401
-import consortia.ill.tasks  # noqa: E402,F401
+# Domains register their tasks on import (after `huey` exists: their modules import it).
+TASK_MODULES = (
+    "consortia.catalog.tasks",
+    "consortia.ill.notice_tasks",
+    "consortia.ill.peers",
+    "consortia.ill.tasks",
+)
+for _module in TASK_MODULES:
+    importlib.import_module(_module)
