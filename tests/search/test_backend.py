@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -624,3 +625,34 @@ def test_facets_of_a_large_result_count_the_best_matches(
     r = service.search(session, tree, limit=5, offset=12)
     whole = service.search(session, tree, limit=20, facets=[]).hits
     assert [h["id"] for h in r.hits] == [h["id"] for h in whole[12:17]]
+
+
+def test_big_relevance_searches_rank_the_title_tier_first(
+    session: Session, catalogue: dict[str, IndexedRec], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past TIER_MIN matches, those with a query word in the title come first (each tier by
+    relevance): the same set, a stable order across pages and across the tier boundary."""
+    monkeypatch.setattr(service, "TIER_MIN", 3)
+    mixed = 0
+    for q in ("history", "the", '"united states"', "poems OR history -fiction"):
+        tree = searchbox.parse(q)
+        total, ids = all_ids(session, tree)
+        assert {str(i) for i in ids} == found(tree, catalogue), q
+
+        def in_title(cid: int, tree: Node = tree) -> bool:
+            rec = {str(cid): catalogue[str(cid)]}
+            return any(
+                found(replace(leaf, field="title"), rec) for leaf in service._positive_leaves(tree)
+            )
+
+        flags = [in_title(i) for i in ids]
+        assert flags == sorted(flags, reverse=True), q  # the title tier, then the rest
+        mixed += any(flags) and not all(flags)
+        pages: list[int] = []
+        for offset in range(0, total, 4):
+            pages += [
+                h["id"]
+                for h in service.search(session, tree, offset=offset, limit=4, facets=[]).hits
+            ]
+        assert pages == ids, q
+    assert mixed >= 3

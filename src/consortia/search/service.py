@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 from sqlalchemy import select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from consortia.catalog.models import Cluster, Holding, SourceRecord
@@ -182,6 +183,57 @@ def _rank(be: Backend, tree: Node) -> str | None:
     return be.OR.join(f"({be.compile(n)})" for n in text)
 
 
+def _title_tier(be: Backend, tree: Node) -> str | None:
+    """Matches with a query word in the title: ranked first, by themselves, when a relevance
+    search finds many (title > author > subject > the rest, applied to whole tiers). None when
+    the query's text terms name another field (author:, subject:, publisher:)."""
+    text = [n for n in _positive_leaves(tree) if n.field in TEXT_FIELDS]
+    if not text or any(n.field not in ("any", "title") for n in text):
+        return None
+    titles = [replace(n, field="title") for n in text]
+    return be.OR.join(f"({be.compile(n)})" for n in dict.fromkeys(titles))
+
+
+# Below this many matches everything is ranked in one pass (bm25 costs a few microseconds a
+# match; beyond, ranking the title tier apart keeps big result sets fast).
+TIER_MIN = 3000
+
+
+def _ranked(
+    be: Backend,
+    conn: Connection,
+    expr: str,
+    total: int,
+    *,
+    offset: int,
+    limit: int,
+    sort: Sequence[SortKey],
+    boost: str | None,
+    rank: str | None,
+    tier: str | None,
+) -> list[int]:
+    """One page in result order: title-tier matches first (each tier by relevance) for a big
+    relevance search, else all matches in one order."""
+    if sort or boost is not None or rank is None or tier is None or total <= TIER_MIN:
+        return be.page(conn, expr, offset=offset, limit=limit, sort=sort, boost=boost, rank=rank)
+    first = f"({expr}){be.AND}({tier})"
+    n_first = be.count(conn, first)
+    out: list[int] = []
+    if offset < n_first:
+        out = be.page(conn, first, offset=offset, limit=limit, sort=(), boost=None, rank=rank)
+    if len(out) < limit:
+        out += be.page(
+            conn,
+            be.not_(expr, tier),
+            offset=max(0, offset - n_first),
+            limit=limit - len(out),
+            sort=(),
+            boost=None,
+            rank=rank,
+        )
+    return out
+
+
 # --------------------------------------------------------------------------- searching
 
 
@@ -230,16 +282,39 @@ def search(
     ids: list[int] = []
     counts: dict[str, dict[str, int]] = {}
     boost, rank = _boost(be, tree), _rank(be, tree)
+    tier = _title_tier(be, tree)
     sampled = bool(wanted) and total > FACET_CAP
     if sampled:
         # One ranked pass gives the best FACET_CAP matches: the facets are counted over them,
         # and the page is taken from them when it lies within.
-        top = be.page(conn, expr, offset=0, limit=FACET_CAP, sort=sort, boost=boost, rank=rank)
+        top = _ranked(
+            be,
+            conn,
+            expr,
+            total,
+            offset=0,
+            limit=FACET_CAP,
+            sort=sort,
+            boost=boost,
+            rank=rank,
+            tier=tier,
+        )
         counts = be.facet_counts_of(conn, top, wanted)
         if offset + limit <= len(top):
             ids = top[offset : offset + limit]
     if total and offset < total and not ids:
-        ids = be.page(conn, expr, offset=offset, limit=limit, sort=sort, boost=boost, rank=rank)
+        ids = _ranked(
+            be,
+            conn,
+            expr,
+            total,
+            offset=offset,
+            limit=limit,
+            sort=sort,
+            boost=boost,
+            rank=rank,
+            tier=tier,
+        )
     if total and wanted and not sampled:
         counts = be.facet_counts(conn, expr, wanted, FACET_CAP)
     facet_out = {f: _facet_values(f, counts.get(f, {})) for f in wanted}
