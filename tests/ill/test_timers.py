@@ -261,3 +261,23 @@ def test_two_workers_never_advance_a_request_twice(
     assert set(versions.values()) == {3}
     positions = session.scalars(select(func.count()).where(IllRequest.position == 1)).one()
     assert positions == len(ids)
+
+
+def test_closed_requests_forget_their_reader_after_a_year(session: Session, w: World) -> None:
+    reader = w.readers["CN-GZUCM"]
+    new = NewRequest(service_type="Copy", cluster_id=w.clusters["en1"], note="for my thesis")
+    done = ill.create_request(session, reader, new, at=TUESDAY)
+    ill.ship(session, w.staff["CN-SCNU"], done.request_id, at=TUESDAY)
+    ill.received(session, reader, done.request_id, at=TUESDAY + DAY)
+    still_open = ill.create_request(session, reader, loan(w), at=TUESDAY)
+    session.commit()
+    year = dt.timedelta(days=365)
+    assert ill.anonymise_closed(factory(), now=TUESDAY + year) == 0
+    assert ill.anonymise_closed(factory(), now=TUESDAY + DAY + year + HOUR) == 1
+    assert ill.anonymise_closed(factory(), now=TUESDAY + 3 * year) == 0
+    r = row(session, done.request_id)
+    assert (r.reader_id, r.note, r.anonymised_at) == (None, "", TUESDAY + DAY + year + HOUR)
+    assert row(session, still_open.request_id).reader_id == reader.user_id
+    # The events still count it, for the statistics.
+    assert actions(session, done.request_id)[0] == "ill.request.created"
+    assert ill.history(session, done.request_id)[0].payload["lang"] == "foreign"

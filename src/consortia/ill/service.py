@@ -1951,6 +1951,57 @@ def expire_links(
     return done
 
 
+ANONYMISE_AFTER = dt.timedelta(days=365)
+
+
+def anonymise_closed(
+    factory: Callable[[], Session],
+    *,
+    now: dt.datetime | None = None,
+    after: dt.timedelta = ANONYMISE_AFTER,
+    batch: int = 1000,
+) -> int:
+    """Requests closed longer than ``after`` forget their reader (the reader, the patron
+    reference, the note); the statistics keep their counts, which come from the events."""
+    now = _when(now)
+    cutoff = now - after
+    done = 0
+    while True:
+        with factory() as session:
+            db = _Db(session)
+            ids = [
+                int(r[0])
+                for r in db.all(
+                    "SELECT id FROM ill_requests WHERE closed_at < ? AND anonymised_at IS NULL "
+                    "ORDER BY id LIMIT ?",
+                    (db.ts(cutoff), batch),
+                )
+            ]
+            if not ids:
+                return done
+            marks = ", ".join("?" for _ in ids)
+            db.run(
+                "UPDATE ill_requests SET reader_id = NULL, patron_ref = NULL, note = '', "
+                f"anonymised_at = ? WHERE id IN ({marks}) AND anonymised_at IS NULL",
+                (db.ts(now), *ids),
+            )
+            db.run(
+                _SQL_EVENT,
+                (
+                    db.ts(now),
+                    SYSTEM_TIMER.label,
+                    None,
+                    "ill.requests.anonymised",
+                    "ill_requests",
+                    f"{ids[0]}-{ids[-1]}",
+                    None,
+                    _json({"count": len(ids), "closed_before": cutoff.isoformat()}),
+                ),
+            )
+            session.commit()
+            done += len(ids)
+
+
 # ----------------------------------------------------------------------------- policy, calendar
 
 

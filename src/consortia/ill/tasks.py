@@ -42,3 +42,9 @@ def ill_loan_timers() -> dict[str, Any]:
 def ill_expire_links() -> dict[str, Any]:
     """Download links past their time are marked expired, once each."""
     return {"expired": service.expire_links(session_factory())}
+
+
+@huey.periodic_task(crontab(hour="3", minute="20"))
+def ill_anonymise() -> dict[str, Any]:
+    """Requests closed over a year ago forget their reader (statistics keep the counts)."""
+    return {"anonymised": service.anonymise_closed(session_factory())}
