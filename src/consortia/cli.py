@@ -86,12 +86,37 @@ def demo(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8000, help="Web port."),
     serve_after: bool = typer.Option(True, "--serve/--no-serve", help="Serve after loading."),
+    scale: str = typer.Option(
+        "small",
+        "--scale",
+        help="Demo traffic 2010-2016: none, small (under a minute), full (about ten million "
+        "events) or a share such as 0.05.",
+    ),
+    paper_week: bool = typer.Option(
+        False,
+        "--paper-week",
+        help="Load exactly the paper's week (Table 1, 2016-10-17 to 2016-10-23) into an empty "
+        "database, and no other traffic.",
+    ),
 ) -> None:
     """Init + the demo consortium + serve. / 初始化、载入演示联盟并启动服务。"""
+    from consortia.cliutil import fail
     from consortia.demo.load import load_demo
+    from consortia.demo.simulator import load_traffic, parse_scale
+    from consortia.errors import DomainError
 
     migrate()
-    load_demo(console)
+    try:
+        if paper_week:
+            from consortia.demo.paper_week import load_paper_week
+
+            load_paper_week(console)
+        else:
+            share = parse_scale(scale)
+            load_demo(console)
+            load_traffic(console, share)
+    except DomainError as exc:
+        fail(exc, False)
     if serve_after:
         serve(host=host, port=port, jobs=True)
 

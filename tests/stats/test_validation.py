@@ -68,7 +68,7 @@ def _get(client: TestClient, path: str, **params: Any) -> Any:
             "0 whole months before and 0 after",
         ),
         ("impact", {"intervention": "2016-10-20", "series": "mood"}, "series", "series: one of"),
-        ("service", {"format": "pdf"}, "format", "format: one of json, csv, xlsx"),
+        ("service", {"format": "pdf"}, "format", "one of json, csv, xlsx"),
     ],
 )
 def test_bad_parameters_are_refused_naming_them(

@@ -185,3 +185,21 @@ def build(session: Session, tmp: Path, books: dict[str, list[str]]) -> World:
     world = World(ids=load_members(session))
     load_books(session, world, tmp, books)
     return world
+
+
+def add_accounts(session: Session, world: World) -> None:
+    """A staff and a reader account per member, named as the demo names them."""
+    from consortia.accounts import service as accounts
+
+    for code in sorted(world.ids):
+        short = code.lower().removeprefix("cn-")
+        for role, suffix in ((Role.library_staff, "staff"), (Role.reader, "reader")):
+            accounts.create_user(
+                session,
+                SYSTEM,
+                username=f"{short}-{suffix}",
+                password="correct-horse-battery",
+                role=role,
+                member_code=code,
+            )
+    session.commit()

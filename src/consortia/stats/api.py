@@ -31,7 +31,7 @@ router = APIRouter(prefix="/api/v1/stats", tags=["statistics"])
 
 VIEW_ROLES = (Role.consortium_admin, Role.library_admin, Role.library_staff)
 API_ROLES = (*VIEW_ROLES, Role.member_system)
-MSG_FORMAT = "format: one of {choices}"
+MSG_FORMAT = "format: the output format, one of {choices}"
 
 ReportPath = Annotated[str, Path(max_length=20, description="One of " + ", ".join(stats.REPORTS))]
 ERRORS: dict[int | str, dict[str, Any]] = {

@@ -28,7 +28,7 @@ stats_app = typer.Typer(
     help="Statistics roll-ups: status, catch up, rebuild. / 统计汇总表。", no_args_is_help=True
 )
 MSG_XLSX_TERMINAL = "format xlsx: give --output FILE (a workbook is not for the terminal)"
-MSG_FORMAT = "format: one of {choices}"
+MSG_FORMAT = "format: the output format, one of {choices}"
 
 
 def _day(value: str | None, name: str) -> dt.date | None:
