@@ -570,6 +570,21 @@ def test_scan_lists_index_terms_in_order(session: Session, catalogue: dict[str, 
         service.scan(session, "colour", "x")
 
 
+def test_postgres_scan_cache_gives_the_same_terms(
+    session: Session, catalogue: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On big PostgreSQL catalogues scan reads the vocabulary cache reindex refreshes."""
+    conn = session.connection()
+    if conn.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's scan cache")
+    from consortia.search.backends import postgres
+
+    live = [service.scan(session, f, "h", before=2, after=8) for f in service.SCAN_FIELDS]
+    backend_for("postgresql").refresh_terms(conn)  # type: ignore[attr-defined]
+    monkeypatch.setattr(postgres, "SCAN_LIVE_LIMIT", 0)
+    assert [service.scan(session, f, "h", before=2, after=8) for f in service.SCAN_FIELDS] == live
+
+
 # --------------------------------------------------------------------------- pieces
 
 

@@ -171,7 +171,10 @@ class PostgresFTS(Backend):
     ) -> list[tuple[str, int]]:
         weight = _SCAN_WEIGHT[column]
         pfx = "p:" if column == "publisher" else ""
-        if self.all_count(conn) <= SCAN_LIVE_LIMIT:
+        cached = self.all_count(conn) > SCAN_LIVE_LIMIT and bool(
+            conn.scalar(text("SELECT 1 FROM search_fts_terms LIMIT 1"))
+        )
+        if not cached:  # small catalogue, or the cache not built yet: read the index itself
             source = (
                 f"(SELECT word AS term, ndoc AS doc FROM ts_stat("
                 f"'SELECT tsv FROM search_fts', '{weight}')) v"
