@@ -297,6 +297,7 @@ def test_scan_lists_terms_with_counts(client: TestClient, loaded: None, session:
         ({"query": "dc.title = red", "recordSchema": "mods"}, 66, "mods"),
         ({"query": "dc.title = red", "recordPacking": "zip"}, 71, "zip"),
         ({"query": "dc.title = red", "startRecord": "0"}, 6, "startRecord"),
+        ({"query": "dc.title = red", "startRecord": "100002"}, 6, "startRecord"),
         ({"query": "dc.title = red", "maximumRecords": "many"}, 6, "maximumRecords"),
         ({"query": "dc.title = red", "colour": "blue"}, 8, "colour"),
         ({"query": "dc.title = red", "sortKeys": "dc.colour,,1"}, 88, "dc.colour"),

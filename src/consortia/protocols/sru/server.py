@@ -396,6 +396,8 @@ def _search_retrieve(db: Session, req: SRURequest) -> etree._Element:
     if req.major == 2 and req.get("queryType") not in (None, "", "cql"):
         raise Diagnostic(6, "queryType")
     start = _int(req, "startRecord", 1, 1)
+    if start - 1 > service.MAX_OFFSET:  # deeper than any client pages; refuse, never shift
+        raise Diagnostic(6, "startRecord")
     maximum = min(_int(req, "maximumRecords", DEFAULT_RECORDS, 0), MAX_RECORDS)
     escaping = _escaping(req)
     raw_schema = req.get("recordSchema") or records.DEFAULT_SCHEMA
@@ -413,7 +415,7 @@ def _search_retrieve(db: Session, req: SRURequest) -> etree._Element:
     result = service.search(
         db,
         parsed.tree,
-        offset=min(start - 1, service.MAX_OFFSET),
+        offset=start - 1,
         limit=max(maximum, 1),
         sort=sort,
         facets=[],
