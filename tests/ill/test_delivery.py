@@ -663,3 +663,21 @@ def test_a_delivery_over_the_share_is_refused_naming_the_limit(
     delivery.upload(session, lender(w), second, make_pdf(31))
     session.commit()
     assert state(session, second) == "Shipped"
+
+
+def test_the_service_refuses_a_copy_over_the_page_limit_before_routing(
+    session: Session, w: World
+) -> None:
+    # Every path that creates requests (forms, API, OpenURL, ISO 18626) goes through
+    # service.create_request, so the limit is enforced there, not only by delivery's wrapper.
+    from consortia.ill import service as ill_service
+    from consortia.ill.models import IllRequest
+
+    before = session.query(IllRequest).count()
+    new = NewRequest(service_type="Copy", cluster_id=w.clusters["zh0"],
+                     article_title="第三章", pages="1-60")
+    with pytest.raises(Invalid) as refused:
+        ill_service.create_request(session, reader(w), new)
+    assert "over the limit of 50 pages per request" in refused.value.render()
+    session.rollback()
+    assert session.query(IllRequest).count() == before

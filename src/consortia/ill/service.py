@@ -1022,6 +1022,18 @@ def create_request(
                 MSG_REQUESTER_REF_TAKEN, field="requester_ref", ref=new.requester_ref, id=taken[0]
             )
 
+    if new.service_type == ServiceType.COPY.value and who.reader_id is not None:
+        # Copyright limits (pages per request, share of one book per reader per week) are
+        # checked before routing: a request over a limit is refused naming it.
+        from consortia.ill import delivery
+
+        delivery.check_limits(
+            session,
+            who.reader_id,
+            delivery.count_pages(new.pages),
+            cluster_id if cluster_id is not None else (new.isbn or None),
+            at,
+        )
     holders = _holders(db, cluster_id) if cluster_id is not None else {}
     loads = _loads(session, db, at)
     plan = rota.build(borrower, new.service_type, holders, members, loads)
