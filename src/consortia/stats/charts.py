@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 
@@ -190,14 +191,23 @@ def _heatmap(fig: Figure, chart: dict[str, Any], lang: str) -> None:
         ax.text(0.5, 0.5, _t(lang, "No data for this period and these filters"), ha="center")
         ax.set_axis_off()
         return
-    image = ax.imshow(values, cmap="Blues", aspect="auto")
+    # A member's own titles (where a row meets its own column) would swamp the scale: they are
+    # shown grey with their number, the colours are the titles two members share.
+    grid = np.ma.masked_array(
+        np.asarray(values, dtype=float),
+        mask=[[rows[i] == cols[j] for j in range(len(cols))] for i in range(len(rows))],
+    )
+    cmap = matplotlib.colormaps["Blues"].with_extremes(bad="#dddddd")
+    image = ax.imshow(grid, cmap=cmap, aspect="auto")
     image.set_gid("series-overlap")
     ax.set_xticks(list(range(len(cols))), cols, rotation=45, ha="right")
     ax.set_yticks(list(range(len(rows))), rows)
     if len(rows) * len(cols) <= 400:
-        top = max((max(r) for r in values), default=0) or 1
+        low = float(grid.min()) if grid.count() else 0.0
+        span = (float(grid.max()) - low) if grid.count() else 1.0
         for i, r in enumerate(values):
             for j, v in enumerate(r):
+                dark = rows[i] != cols[j] and (v - low) > 0.55 * (span or 1.0)
                 ax.text(
                     j,
                     i,
@@ -205,7 +215,7 @@ def _heatmap(fig: Figure, chart: dict[str, Any], lang: str) -> None:
                     ha="center",
                     va="center",
                     fontsize=7,
-                    color="white" if v > top * 0.6 else "#222222",
+                    color="white" if dark else "#222222",
                 )
     fig.colorbar(image, ax=ax, label=_t(lang, "Titles held by both members"))
 

@@ -931,6 +931,8 @@ def lending(session: Session, f: Filters) -> Report:
             {
                 **_member_cells(m),
                 "region": m.region_code,
+                "region_zh": m.region_zh,
+                "region_en": m.region_en,
                 "lent": a,
                 "borrowed": b,
                 "net": a - b,
@@ -956,7 +958,8 @@ def lending(session: Session, f: Filters) -> Report:
         )
     member_cols = [
         *NAME_COLUMNS,
-        Column("region", N_("Region"), "text"),
+        Column("region_zh", N_("Region"), "text", lang="zh-CN"),
+        Column("region_en", N_("Region"), "text", lang="en"),
         Column("lent", N_("Lent")),
         Column("borrowed", N_("Borrowed")),
         Column("net", N_("Net (lent − borrowed)")),
@@ -1205,7 +1208,9 @@ def impact(
                 "estimate": one_decimal(est.value),
                 "ci_low": one_decimal(est.low),
                 "ci_high": one_decimal(est.high),
-                "p_value": None if est.p is None else Decimal(str(round(est.p, 4))),
+                "p_value": None
+                if est.p is None
+                else Decimal(str(est.p)).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP),
             }
         )
     series_cols = [
