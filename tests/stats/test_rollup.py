@@ -106,3 +106,35 @@ def test_other_events_are_read_past_but_not_counted(session: Session) -> None:
     assert done is not None
     assert (done.events_read, done.events_applied, done.last_event_id) == (3, 1, 3)
     assert _day_counts(session) == {"2016-10-17": (1, 0)}
+
+
+def test_catch_ups_running_at_once_count_each_event_once(session: Session) -> None:
+    import threading
+
+    from consortia.db import session_factory
+
+    t = dt.datetime(2016, 10, 17, 2, 0, tzinfo=dt.UTC)
+    _event(session, 1, "ill.request.created", 1, t)
+    assert rollup.refresh(session) is not None  # the state row exists from here on
+    for i in range(2, 302):
+        _event(session, i, "ill.request.created", i, t)
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def work() -> None:
+        try:
+            with session_factory()() as s:
+                start.wait()
+                rollup.refresh(s)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors
+    session.expire_all()
+    assert _day_counts(session) == {"2016-10-17": (301, 0)}
+    assert rollup.state(session).events_applied == 301
