@@ -532,7 +532,7 @@ def expected_requests(calibration: Calibration = CALIBRATION, scale: float = 1.0
     return round(sum(n for _y, n in calibration.requests) * scale)
 
 
-SCALES = {"none": 0.0, "small": 0.004, "full": 1.0}
+SCALES = {"none": 0.0, "small": 0.003, "full": 1.0}
 MSG_SCALE = "scale: none, small, full or a number between 0 and 1"
 
 
