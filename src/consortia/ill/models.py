@@ -60,6 +60,8 @@ class IllRequest(Base):
         Index("ix_ill_requests_borrower_created", "borrower_id", "created_at"),
         # A reader's own requests, and the duplicate check.
         Index("ix_ill_requests_reader_key", "reader_id", "dedupe_key"),
+        # A reader's copies of one book in the last days (the copyright share per week).
+        Index("ix_ill_requests_reader_cluster_created", "reader_id", "cluster_id", "created_at"),
         # A borrowing library's own request id (ISO 18626 requestingAgencyRequestId) is unique.
         UniqueConstraint("borrower_id", "requester_ref", name="uq_ill_requests_borrower_ref"),
     )

@@ -558,8 +558,9 @@ class _EngineCache:
         self.loads: dict[int, rota.Load] = {}
         self.loads_as_of: dt.datetime | None = None
         self.loads_loaded = 0.0
-        self.policy_days: int | None = None
-        self.policy_loaded = 0.0
+        self.policies: list[Policy] | None = None
+        self.policies_loaded = 0.0
+        self.book_pages: dict[int, int | None] = {}
 
 
 _caches: weakref.WeakKeyDictionary[Engine, _EngineCache] = weakref.WeakKeyDictionary()
@@ -964,6 +965,82 @@ def _holders(db: _Db, cluster_id: int) -> dict[int, list[str | None]]:
     return out
 
 
+def _check_copyright(
+    session: Work, db: _Db, reader_id: int, new: NewRequest, cluster_id: int | None, at: dt.datetime
+) -> None:
+    """``delivery.check_limits`` for a new copy of a catalogued book, in two statements at
+    most: the policy in force and the book's page count are cached, and the reader's pages of
+    the book in the last seven days are one range scan of (reader, cluster, created)."""
+    from consortia.ill import delivery
+
+    if cluster_id is None:
+        # A citation the catalogue does not know: by ISBN, if any (rare; the general check).
+        delivery.check_limits(
+            session, reader_id, delivery.count_pages(new.pages), new.isbn or None, at
+        )
+        return
+    pages = delivery.count_pages(new.pages)
+    if pages is None:
+        return
+    policy = _policy_at(session, db, at)
+    if pages > policy.max_pages_per_request:
+        raise Invalid(
+            delivery.MSG_PAGES_LIMIT,
+            field="pages",
+            pages=pages,
+            limit=policy.max_pages_per_request,
+        )
+    total = _book_pages(session, db, cluster_id)
+    if not total:
+        return
+    used = 0
+    for asked, delivered in db.all(
+        "SELECT r.pages, (SELECT d.pages FROM ill_documents d WHERE d.request_id = r.id "
+        "ORDER BY d.id DESC LIMIT 1) FROM ill_requests r WHERE r.reader_id = ? "
+        "AND r.cluster_id = ? AND r.created_at > ? AND r.created_at <= ? "
+        "AND r.service_type = 'Copy' AND r.state NOT IN ('Cancelled', 'Unfilled')",
+        (reader_id, cluster_id, db.ts(at - delivery.SHARE_WINDOW), db.ts(at)),
+    ):
+        used += delivered if delivered is not None else (delivery.count_pages(asked) or 0)
+    wanted = used + pages
+    if wanted * 100 > policy.max_book_share_percent * total:
+        raise Invalid(
+            delivery.MSG_SHARE_LIMIT,
+            field="pages",
+            pages=wanted,
+            total=total,
+            percent=f"{wanted * 100 / total:.1f}",
+            limit=policy.max_book_share_percent,
+        )
+
+
+def _book_pages(session: Work, db: _Db, cluster_id: int) -> int | None:
+    """A book's page count (cached): the merged record's, else its largest source record's."""
+    cache = _cache(session).book_pages
+    if cluster_id in cache:
+        return cache[cluster_id]
+    found: int | None = None
+    row = db.one("SELECT merged FROM clusters WHERE id = ?", (cluster_id,))
+    merged = row[0] if row is not None else None
+    data = orjson.loads(merged) if isinstance(merged, str | bytes) else (merged or {})
+    value = (data.get("pages") or {}).get("value") if isinstance(data, dict) else None
+    if isinstance(value, int) and value > 0:
+        found = value
+    else:
+        for (normalized,) in db.all(
+            "SELECT normalized FROM source_records WHERE cluster_id = ? AND deleted = ?",
+            (cluster_id, False),
+        ):
+            rec = orjson.loads(normalized) if isinstance(normalized, str | bytes) else normalized
+            n = (rec or {}).get("pages")
+            if isinstance(n, int) and n > 0 and (found is None or n > found):
+                found = n
+    if len(cache) >= CLUSTER_CACHE:
+        cache.clear()
+    cache[cluster_id] = found
+    return found
+
+
 def create_request(
     session: Work, actor: Principal, new: NewRequest, *, at: dt.datetime | None = None
 ) -> Result:
@@ -1025,15 +1102,7 @@ def create_request(
     if new.service_type == ServiceType.COPY.value and who.reader_id is not None:
         # Copyright limits (pages per request, share of one book per reader per week) are
         # checked before routing: a request over a limit is refused naming it.
-        from consortia.ill import delivery
-
-        delivery.check_limits(
-            session,
-            who.reader_id,
-            delivery.count_pages(new.pages),
-            cluster_id if cluster_id is not None else (new.isbn or None),
-            at,
-        )
+        _check_copyright(session, db, who.reader_id, new, cluster_id, at)
     holders = _holders(db, cluster_id) if cluster_id is not None else {}
     loads = _loads(session, db, at)
     plan = rota.build(borrower, new.service_type, holders, members, loads)
@@ -1398,7 +1467,7 @@ def _supplier(
             tx.request["loan_due_at"] = db.ts(loan_due)
             tx.request["due_at"] = db.ts(_loan_timer_at(at, loan_due))
         else:
-            tx.request["due_at"] = db.ts(at + dt.timedelta(days=_policy_days(session, at)))
+            tx.request["due_at"] = db.ts(at + dt.timedelta(days=_policy_days(session, db, at)))
         tx.request["shipped_at"] = tx.now
         tx.attempt["shipped_at"] = tx.now
         tx.move(
@@ -2060,14 +2129,29 @@ def current_policy(session: Work, at: dt.datetime | None = None) -> Policy:
     return Policy(*row)
 
 
-def _policy_days(session: Work, at: dt.datetime) -> int:
-    """Days a delivered copy stays open for the reader (the policy's link validity)."""
+def _policy_at(session: Work, db: _Db, at: dt.datetime) -> Policy:
+    """The policy in force at ``at`` from the cached list of policies (they are few)."""
     cache = _cache(session)
     now = time.monotonic()
-    if cache.policy_days is None or now - cache.policy_loaded > CALENDAR_TTL:
-        cache.policy_days = current_policy(session, at).link_valid_days
-        cache.policy_loaded = now
-    return cache.policy_days
+    if cache.policies is None or now - cache.policies_loaded > CALENDAR_TTL:
+        rows = db.all(
+            "SELECT effective_from, max_pages_per_request, max_book_share_percent, "
+            "link_valid_days, max_downloads FROM ill_copyright_policies "
+            "ORDER BY effective_from, id"
+        )
+        cache.policies = [Policy(r[1], r[2], r[3], r[4], db.read_ts(r[0])) for r in rows]
+        cache.policies_loaded = now
+    found = DEFAULT_POLICY
+    for policy in cache.policies:
+        assert policy.effective_from is not None
+        if policy.effective_from <= at:
+            found = policy
+    return found
+
+
+def _policy_days(session: Work, db: _Db, at: dt.datetime) -> int:
+    """Days a delivered copy stays open for the reader (the policy's link validity)."""
+    return _policy_at(session, db, at).link_valid_days
 
 
 def set_policy(
@@ -2094,7 +2178,7 @@ def set_policy(
     row = CopyrightPolicy(effective_from=at, set_by=actor.label, note=note.strip(), **merged)
     session.add(row)
     session.flush()
-    _cache(session).policy_days = None
+    _cache(session).policies = None
     from consortia.events import service as events
 
     events.record(session, actor, "ill.policy.set", "ill_policy", row.id, {**merged})

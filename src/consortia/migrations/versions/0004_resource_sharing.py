@@ -131,6 +131,11 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_ill_requests_reader_key", ["reader_id", "dedupe_key"], unique=False
         )
+        batch_op.create_index(
+            "ix_ill_requests_reader_cluster_created",
+            ["reader_id", "cluster_id", "created_at"],
+            unique=False,
+        )
 
     op.create_table(
         "ill_lender_attempts",
@@ -443,6 +448,7 @@ def downgrade() -> None:
 
     op.drop_table("ill_lender_attempts")
     with op.batch_alter_table("ill_requests", schema=None) as batch_op:
+        batch_op.drop_index("ix_ill_requests_reader_cluster_created")
         batch_op.drop_index("ix_ill_requests_reader_key")
         batch_op.drop_index("ix_ill_requests_lender_state_due")
         batch_op.drop_index("ix_ill_requests_borrower_created")
