@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import Session
 
 from consortia.accounts.roles import Principal
@@ -70,7 +71,7 @@ def search(
     limit: Annotated[int, Query(ge=1, le=service.MAX_LIMIT)] = 20,
     db: Session = Depends(get_db),
     principal: Principal | None = public(),
-) -> dict[str, Any] | JSONResponse:
+) -> Response:
     """Clusters matching the query, with their holdings, the total and the facet counts."""
     if q is not None and cql_query is not None and q.strip() and cql_query.strip():
         raise Invalid("Give q or cql, not both.", field="q")
@@ -89,18 +90,26 @@ def search(
         return _query_error(request, exc, "cql" if cql_query and cql_query.strip() else "q")
     if is_empty(tree) and not filters:
         lang = request_language(request)
-        return {
-            "query": "",
-            "total": 0,
-            "hits": [],
-            "facets": {},
-            "help": [gettext(lang, line) for line in HELP_LINES],
-            "limits": {"characters": MAX_QUERY_CHARS, "terms": MAX_TERMS},
-        }
+        return _json(
+            {
+                "query": "",
+                "total": 0,
+                "hits": [],
+                "facets": {},
+                "help": [gettext(lang, line) for line in HELP_LINES],
+                "limits": {"characters": MAX_QUERY_CHARS, "terms": MAX_TERMS},
+            }
+        )
     result = service.search(
         db, tree, offset=offset, limit=limit, sort=sort_keys, facets=wanted, filters=filters
     )
-    return {"query": to_text(tree), **result.as_dict()}
+    return _json({"query": to_text(tree), **result.as_dict()})
+
+
+def _json(body: dict[str, Any]) -> Response:
+    # The answer is plain JSON data already: orjson writes it in microseconds, where FastAPI's
+    # generic encoder walks every hit and holding (milliseconds a page).
+    return Response(orjson.dumps(body), media_type="application/json")
 
 
 def _facet_names(value: str | None) -> list[str] | None:
