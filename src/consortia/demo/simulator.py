@@ -278,6 +278,12 @@ class Pools:
     def pick(
         self, rnd: random.Random, member: int, lang: str, service: str, joined: frozenset[int]
     ) -> int | None:
+        pool = self.pool(member, lang, service, joined)
+        if not pool:
+            return None
+        return pool[rnd.randrange(len(pool))]
+
+    def pool(self, member: int, lang: str, service: str, joined: frozenset[int]) -> list[int]:
         key = (member, lang, service, joined)
         pool = self.cache.get(key)
         if pool is None:
@@ -290,9 +296,7 @@ class Pools:
                 and any(h != mine and h in joined and self.lends.get(h, (1, 1))[slot] for h in hs)
             )
             self.cache[key] = pool
-        if not pool:
-            return None
-        return pool[rnd.randrange(len(pool))]
+        return pool
 
 
 # ----------------------------------------------------------------------------- the replay
