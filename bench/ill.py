@@ -8,8 +8,10 @@ The year: 350,000 requests over 2014 (weekdays busier than weekends, 08:00-22:00
 85 % copies and 15 % loans, each requesting library and its Chinese/foreign mix as in the
 paper's Table 1 (the three Jilin members add a little), about 5 % unfilled at the first lender
 (4 % say Unfilled, 1 % never answer and the days-to-respond timer moves on), a few renewals,
-late returns (reminders, Overdue) and copies never confirmed (completed by the timer). Lenders
-and readers act at realistic delays; every step is a service call with ``at=`` its moment.
+late returns (reminders, Overdue) and copies never confirmed (completed by the timer). Copies
+are chapters of a few pages, checked against the copyright policy like any other (one over a
+short book's weekly share is asked again for a single page). Lenders and readers act at
+realistic delays; every step is a service call with ``at=`` its moment.
 
 The consortium: the demo's 13 members and its union catalogue (2,500 real LC records and
 CNMARC Chinese books over the members, loaded through ingest), 200 readers and one staff

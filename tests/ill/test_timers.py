@@ -281,3 +281,25 @@ def test_closed_requests_forget_their_reader_after_a_year(session: Session, w: W
     # The events still count it, for the statistics.
     assert actions(session, done.request_id)[0] == "ill.request.created"
     assert ill.history(session, done.request_id)[0].payload["lang"] == "foreign"
+
+
+def test_the_timers_are_periodic_tasks_that_run_the_service(session: Session, w: World) -> None:
+    from huey.api import PeriodicTask
+
+    from consortia.ill import tasks
+
+    periodic = {
+        tasks.ill_expire_unanswered,
+        tasks.ill_loan_timers,
+        tasks.ill_expire_links,
+        tasks.ill_anonymise,
+    }
+    assert all(isinstance(t.task_class(), PeriodicTask) for t in periodic)
+    result = ill.create_request(session, w.readers["CN-GZUCM"], loan(w), at=TUESDAY)
+    session.commit()
+    # Run now (the request's deadline passed long ago): the task moves it on.
+    summary = tasks.ill_expire_unanswered.call_local()
+    assert summary["advanced"] == 1 and summary["events"]["ill.request.declined"] == 1
+    assert row(session, result.request_id).position == 1
+    assert tasks.ill_loan_timers.call_local()["advanced"] == 0
+    assert tasks.ill_expire_links.call_local() == {"expired": 0}
