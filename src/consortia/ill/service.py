@@ -563,13 +563,14 @@ class _EngineCache:
         self.book_pages: dict[int, int | None] = {}
 
 
-_caches: weakref.WeakKeyDictionary[Engine, _EngineCache] = weakref.WeakKeyDictionary()
 _caches_lock = threading.Lock()
+_CACHE_ATTR = "_consortia_ill_cache"  # kept on the engine: it lives and goes with it
+_cached_engines: weakref.WeakSet[Engine] = weakref.WeakSet()  # for reset_caches only
 CALENDAR_TTL = 60.0  # seconds; edits made in this process are seen at once
 MEMBERS_TTL = 2.0  # seconds
 CLUSTER_CACHE = 20_000  # clusters' titles and languages kept per engine
 LOADS_TTL = 60.0  # seconds of wall time
-LOADS_SPAN = dt.timedelta(days=7)  # or when the routing moment moved this far (replays)
+LOADS_SPAN = dt.timedelta(days=30)  # or when the routing moment moved this far (replays)
 
 
 def _cache(session: Work) -> _EngineCache:
@@ -578,17 +579,25 @@ def _cache(session: Work) -> _EngineCache:
     else:
         bind = session.get_bind()
         engine = bind if isinstance(bind, Engine) else bind.engine
-    found = _caches.get(engine)
+    found: _EngineCache | None = getattr(engine, _CACHE_ATTR, None)
     if found is None:
         with _caches_lock:
-            found = _caches.setdefault(engine, _EngineCache())
+            found = getattr(engine, _CACHE_ATTR, None)
+            if found is None:
+                found = _EngineCache()
+                setattr(engine, _CACHE_ATTR, found)
+                _cached_engines.add(engine)
     return found
 
 
 def reset_caches() -> None:
-    """Forget cached members, calendar and routing figures (tests, after bulk changes)."""
+    """Forget cached members, calendar, policies and routing figures (tests, after bulk
+    changes made behind the service's back)."""
     with _caches_lock:
-        _caches.clear()
+        for engine in list(_cached_engines):
+            if hasattr(engine, _CACHE_ATTR):
+                delattr(engine, _CACHE_ATTR)
+        _cached_engines.clear()
 
 
 def _members(session: Work, db: _Db) -> dict[int, rota.MemberInfo]:
@@ -641,7 +650,7 @@ def _calendar(session: Work, db: _Db) -> dict[dt.date, bool]:
 
 def _loads(session: Work, db: _Db, at: dt.datetime) -> dict[int, rota.Load]:
     """Each member's recent lending figures, read at most once a minute (or when a replay's
-    clock moved a week) and kept current in between with what this process did."""
+    clock moved a month) and kept current in between with what this process did."""
     cache = _cache(session)
     now = time.monotonic()
     fresh = (
