@@ -2070,26 +2070,28 @@ def anonymise_closed(
             if not ids:
                 return done
             marks = ", ".join("?" for _ in ids)
-            db.run(
+            # Conditional: a second worker on the same rows changes (and records) nothing.
+            count = db.run(
                 "UPDATE ill_requests SET reader_id = NULL, patron_ref = NULL, note = '', "
                 f"anonymised_at = ? WHERE id IN ({marks}) AND anonymised_at IS NULL",
                 (db.ts(now), *ids),
             )
-            db.run(
-                _SQL_EVENT,
-                (
-                    db.ts(now),
-                    SYSTEM_TIMER.label,
-                    None,
-                    "ill.requests.anonymised",
-                    "ill_requests",
-                    f"{ids[0]}-{ids[-1]}",
-                    None,
-                    _json({"count": len(ids), "closed_before": cutoff.isoformat()}),
-                ),
-            )
+            if count:
+                db.run(
+                    _SQL_EVENT,
+                    (
+                        db.ts(now),
+                        SYSTEM_TIMER.label,
+                        None,
+                        "ill.requests.anonymised",
+                        "ill_requests",
+                        f"{ids[0]}-{ids[-1]}",
+                        None,
+                        _json({"count": count, "closed_before": cutoff.isoformat()}),
+                    ),
+                )
             session.commit()
-            done += len(ids)
+            done += count
 
 
 # ----------------------------------------------------------------------------- policy, calendar
