@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from consortia.accounts.models import User
 from consortia.accounts.roles import CLI, Principal, Role
 from consortia.errors import Conflict, Forbidden, Invalid, NotFound
 from consortia.events.models import Event
@@ -270,6 +271,22 @@ def test_staff_create_for_their_own_readers_only(session: Session, w: World) -> 
         ill.create_request(session, w.staff["CN-SYSU"], copy(w, reader_id=gzucm_reader))
     with pytest.raises(Invalid, match="reader_id"):
         ill.create_request(session, staff, copy(w))
+    colleague = world.add_user(session, w, "gzucm-desk", Role.library_staff, "CN-GZUCM")
+    with pytest.raises(Invalid, match="is not a reader"):
+        ill.create_request(session, staff, copy(w, reader_id=colleague.user_id))
+    session.rollback()
+    with pytest.raises(NotFound, match="Unknown reader"):
+        ill.create_request(session, staff, copy(w, reader_id=999_999))
+    session.rollback()
+    gone = session.get(User, gzucm_reader)
+    assert gone is not None
+    gone.active = False
+    session.commit()
+    with pytest.raises(Invalid, match="no longer active"):
+        ill.create_request(session, staff, copy(w, reader_id=gzucm_reader))
+    session.rollback()
+    gone.active = True
+    session.commit()
     with pytest.raises(Forbidden, match="only for themselves"):
         ill.create_request(session, reader(w), copy(w, reader_id=w.readers["CN-SYSU"].user_id))
     # The office or an import names the requesting library when there is no reader.

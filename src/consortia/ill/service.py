@@ -133,6 +133,7 @@ MSG_UNKNOWN_CLUSTER = "Unknown catalogue record: {id}"
 MSG_UNKNOWN_MEMBER = "Unknown member code: {code}"
 MSG_UNKNOWN_READER = "Unknown reader: {id}"
 MSG_NOT_A_READER = "User {id} is not a reader"
+MSG_READER_INACTIVE = "Reader {id} is no longer active"
 MSG_READER_ELSEWHERE = "Reader {id} belongs to another library"
 MSG_READER_NEEDED = "reader_id: give the reader the request is for"
 MSG_BORROWER_NEEDED = "borrower: give the requesting library"
@@ -868,9 +869,11 @@ def _who_requests(db: _Db, actor: Principal, new: NewRequest) -> _Who:
     found = db.one("SELECT role, member_id, active FROM users WHERE id = ?", (new.reader_id,))
     if found is None:
         raise NotFound(MSG_UNKNOWN_READER, field="reader_id", id=new.reader_id)
-    role, member_id, _active = found
+    role, member_id, active = found
     if role != Role.reader.value or member_id is None:
         raise Invalid(MSG_NOT_A_READER, field="reader_id", id=new.reader_id)
+    if not active:
+        raise Invalid(MSG_READER_INACTIVE, field="reader_id", id=new.reader_id)
     if not actor.may_act_for(member_id):
         raise Forbidden(MSG_READER_ELSEWHERE, id=new.reader_id)
     return _Who(new.reader_id, int(member_id), new.via or via_default, actor.user_id)
