@@ -223,3 +223,59 @@ def duplicates(
 ) -> list[dict[str, Any]]:
     """In-member duplicates (the data-quality report)."""
     return service.duplicates_report(db, _scope_member(principal, member))
+
+
+@router.post("/holdings")
+def holdings_upload(
+    member: Annotated[str, Form(max_length=16)],
+    file: Annotated[UploadFile, File()],
+    db: Session = Depends(get_db),
+    principal: Principal = allow(*LOADERS),
+) -> dict[str, Any]:
+    """Load a holdings CSV (member, record_id, barcode, call_number, location, status)."""
+    limit = get_settings().max_upload_bytes
+    data = file.file.read(limit + 1)
+    if len(data) > limit:
+        raise Invalid("file: larger than {limit} bytes", field="file", limit=limit)
+    out = service.load_holdings(db, principal, member, data, filename=file.filename or "")
+    db.commit()
+    return out
+
+
+class HoldingsMappingIn(BaseModel):
+    tag: str
+    barcode: str = ""
+    call_number: str = ""
+    location: str = ""
+    status: str = ""
+
+
+@router.get("/holdings-mapping/{member}")
+def holdings_mapping(
+    member: str, db: Session = Depends(get_db), principal: Principal = allow(*LOADERS)
+) -> dict[str, Any]:
+    """The member's own holdings tag and subfields; null when 852, 952 or 995 are read."""
+    return service.holdings_mapping(db, principal, member)
+
+
+@router.put("/holdings-mapping/{member}")
+def set_holdings_mapping(
+    member: str,
+    body: HoldingsMappingIn,
+    db: Session = Depends(get_db),
+    principal: Principal = allow(*STAFF_ROLES),
+) -> dict[str, Any]:
+    """Set the tag and subfields that carry the member's items (read by its next loads)."""
+    out = service.set_holdings_mapping(db, principal, member, **body.model_dump())
+    db.commit()
+    return out
+
+
+@router.delete("/holdings-mapping/{member}")
+def clear_holdings_mapping(
+    member: str, db: Session = Depends(get_db), principal: Principal = allow(*STAFF_ROLES)
+) -> dict[str, Any]:
+    """Back to the standard holdings tags."""
+    out = service.clear_holdings_mapping(db, principal, member)
+    db.commit()
+    return out

@@ -226,3 +226,57 @@ def export_command(
             sys.stdout.buffer.write(sr.raw)
         else:
             sys.stdout.write(source_marcxml(sr.raw, sr.flavour, sr.encoding))
+
+
+@catalog_app.command("holdings")
+def holdings_command(
+    file: Path = typer.Argument(..., help="CSV: member, record_id, barcode, call_number, ..."),
+    member: str = typer.Option(..., "--member"),
+    as_json: bool = JsonOption,
+) -> None:
+    """Load a holdings CSV for records already loaded. / 装载馆藏 CSV。"""
+    with unit_of_work(as_json) as session:
+        data = service.load_holdings(session, CLI, member, file.read_bytes(), filename=file.name)
+    if as_json:
+        emit_json(data)
+    else:
+        console.print(f"{data['member']}: {data['items']} items / {data['records']} records")
+
+
+@catalog_app.command("holdings-mapping")
+def holdings_mapping_command(
+    member: str = typer.Option(..., "--member"),
+    tag: str | None = typer.Option(None, "--tag", help="The member's own holdings tag, e.g. 949."),
+    barcode: str = typer.Option("", "--barcode", help="Subfield code of the barcode."),
+    call_number: str = typer.Option("", "--call-number", help="Subfield code of the call number."),
+    location: str = typer.Option("", "--location", help="Subfield code of the location."),
+    status: str = typer.Option("", "--status", help="Subfield code of the status."),
+    clear: bool = typer.Option(False, "--clear", help="Back to 852/952/995. / 恢复标准字段。"),
+    as_json: bool = JsonOption,
+) -> None:
+    """Show or set the member's holdings tag and subfields. / 馆藏字段映射。"""
+    with unit_of_work(as_json) as session:
+        if clear:
+            data = service.clear_holdings_mapping(session, CLI, member)
+        elif tag is not None:
+            data = service.set_holdings_mapping(
+                session,
+                CLI,
+                member,
+                tag=tag,
+                barcode=barcode,
+                call_number=call_number,
+                location=location,
+                status=status,
+            )
+        else:
+            data = service.holdings_mapping(session, CLI, member)
+    if as_json:
+        emit_json(data)
+        return
+    m = data["mapping"]
+    if m is None:
+        console.print(f"{member}: 852 / 952 / 995")
+    else:
+        parts = " ".join(f"{k}=${v}" for k, v in m.items() if k != "tag" and v)
+        console.print(f"{member}: {m['tag']} {parts}")

@@ -12,21 +12,23 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from consortia.accounts.roles import Principal
 from consortia.catalog import ingest
+from consortia.catalog.holdings import read_holdings_csv
 from consortia.catalog.models import (
     Cluster,
     Holding,
+    HoldingsMapping,
     LoadBatch,
     QuarantinedRecord,
     SourceRecord,
 )
 from consortia.db import get_engine, session_scope
-from consortia.errors import Forbidden, Invalid, NotFound
+from consortia.errors import Forbidden, Invalid, NotFound, RowErrors
 from consortia.events import service as events
 from consortia.members.models import Member, Region
 
@@ -397,3 +399,168 @@ def duplicates_report(session: Session, member_code: str | None = None) -> list[
             {"cluster": cid, "member": code, "title": title, "count": int(n), "records": ids}
         )
     return sorted(out, key=lambda d: (d["member"] or "", d["cluster"]))
+
+
+# ---------------------------------------------------------------------------- holdings
+
+
+def _member_for(session: Session, actor: Principal, code: str) -> Member:
+    member = session.scalar(select(Member).where(Member.code == code))
+    if member is None:
+        raise NotFound("Unknown member code: {code}", field="member", code=code)
+    if not actor.may_act_for(member.id):
+        raise Forbidden("You may change holdings only for your own library")
+    return member
+
+
+def load_holdings(
+    session: Session, actor: Principal, member_code: str, data: bytes, *, filename: str = ""
+) -> dict[str, Any]:
+    """Replace the items of the records a holdings CSV names (member, record id, barcode, call
+    number, location, status) — for members whose MARC export carries no items.
+
+    All or nothing: a bad row or a record id the member never loaded (or deleted) refuses the
+    whole file, every problem named with its line. The CSV is the authority for the records it
+    names; the member's other records keep their items."""
+    member = _member_for(session, actor, member_code)
+    if not data:
+        raise Invalid("file: the upload is empty", field="file")
+    items = read_holdings_csv(data, member_code)
+    if not items:
+        raise Invalid("file: no holdings rows", field="file")
+    known: dict[str, int] = {}
+    names = list(items)
+    for i in range(0, len(names), 500):
+        for rid, sid in session.execute(
+            select(SourceRecord.record_id, SourceRecord.id).where(
+                SourceRecord.member_id == member.id,
+                SourceRecord.record_id.in_(names[i : i + 500]),
+                SourceRecord.deleted.is_(False),
+            )
+        ):
+            known[rid] = int(sid)
+    unknown = [rid for rid in names if rid not in known]
+    if unknown:
+        raise RowErrors(
+            "Holdings file names {n} records this library has not loaded; nothing was loaded",
+            [{"line": 0, "field": "record_id", "message": rid} for rid in unknown[:100]],
+            n=len(unknown),
+        )
+    ids = list(known.values())
+    for i in range(0, len(ids), 500):
+        session.execute(delete(Holding).where(Holding.source_record_id.in_(ids[i : i + 500])))
+    rows = [
+        {
+            "member_id": member.id,
+            "source_record_id": known[rid],
+            **{k: v for k, v in item.to_dict().items()},
+        }
+        for rid, its in items.items()
+        for item in its
+    ]
+    session.execute(insert(Holding), rows)
+    summary = {"member": member_code, "records": len(known), "items": len(rows)}
+    events.record(
+        session,
+        actor,
+        "catalog.holdings_loaded",
+        "member",
+        member.id,
+        {**summary, "filename": filename},
+        member_id=member.id,
+    )
+    return summary
+
+
+def _mapping_out(code: str, m: HoldingsMapping | None) -> dict[str, Any]:
+    if m is None:
+        return {"member": code, "mapping": None}
+    return {
+        "member": code,
+        "mapping": {
+            "tag": m.tag,
+            "barcode": m.barcode,
+            "call_number": m.call_number,
+            "location": m.location,
+            "status": m.status,
+        },
+    }
+
+
+def holdings_mapping(session: Session, actor: Principal, member_code: str) -> dict[str, Any]:
+    """The member's own holdings tag and subfields (null: 852, 952 or 995 are read)."""
+    member = _member_for(session, actor, member_code)
+    return _mapping_out(member_code, session.get(HoldingsMapping, member.id))
+
+
+def _subfield(name: str, value: str) -> str:
+    value = value.strip()
+    if value and (len(value) != 1 or not value.isascii() or not value.isalnum()):
+        raise Invalid("{field}: one subfield code, a letter or digit", field=name)
+    return value.lower() if value.isalpha() else value
+
+
+def set_holdings_mapping(
+    session: Session,
+    actor: Principal,
+    member_code: str,
+    *,
+    tag: str,
+    barcode: str = "",
+    call_number: str = "",
+    location: str = "",
+    status: str = "",
+) -> dict[str, Any]:
+    """Set which tag and subfields carry the member's items; read by its next loads."""
+    member = _member_for(session, actor, member_code)
+    tag = tag.strip()
+    if len(tag) != 3 or not tag.isdigit() or tag < "010":
+        raise Invalid("tag: a data field tag, 010 to 999", field="tag")
+    codes = {
+        "barcode": _subfield("barcode", barcode),
+        "call_number": _subfield("call_number", call_number),
+        "location": _subfield("location", location),
+        "status": _subfield("status", status),
+    }
+    if not codes["barcode"] and not codes["call_number"]:
+        raise Invalid(
+            "call_number: a barcode or call number subfield is needed", field="call_number"
+        )
+    m = session.get(HoldingsMapping, member.id)
+    if m is None:
+        m = HoldingsMapping(member_id=member.id, tag=tag, **codes)
+        session.add(m)
+    else:
+        m.tag = tag
+        for k, v in codes.items():
+            setattr(m, k, v)
+    session.flush()
+    events.record(
+        session,
+        actor,
+        "catalog.holdings_mapping_set",
+        "member",
+        member.id,
+        {"tag": tag, **codes},
+        member_id=member.id,
+    )
+    return _mapping_out(member_code, m)
+
+
+def clear_holdings_mapping(session: Session, actor: Principal, member_code: str) -> dict[str, Any]:
+    """Back to the standard tags (852, 952, 995)."""
+    member = _member_for(session, actor, member_code)
+    m = session.get(HoldingsMapping, member.id)
+    if m is not None:
+        session.delete(m)
+        session.flush()
+        events.record(
+            session,
+            actor,
+            "catalog.holdings_mapping_cleared",
+            "member",
+            member.id,
+            {},
+            member_id=member.id,
+        )
+    return _mapping_out(member_code, None)
