@@ -370,3 +370,32 @@ def test_import_uses_given_line_numbers(session: Session) -> None:
             lines=[7],
         )
     assert err.value.problems == [{"line": 7, "field": "name_zh", "message": "is required"}]
+
+
+def test_region_change_reaches_the_search_facets(session: Session) -> None:
+    """The region facet of the union catalogue follows the registry at once (same transaction)."""
+    from pathlib import Path
+
+    from consortia.catalog import service as catalog
+    from consortia.search import searchbox
+    from consortia.search import service as search
+
+    loc = Path(__file__).parent.parent / "data" / "ingest" / "loc-60.mrc"
+    service.create_member(session, CLI, base("CN-MOVE"))
+    session.commit()
+    catalog.load_files(CLI, "CN-MOVE", [loc], workers=1)
+    session.expire_all()
+
+    def regions() -> set[str]:
+        found = search.search(session, searchbox.parse("member:CN-MOVE"), limit=1)
+        assert found.total == 60
+        return {e["value"] for e in found.facets["region"]}
+
+    assert regions() == {"guangdong"}
+    service.update_member(session, OFFICE, "CN-MOVE", {"region": "jilin"})
+    session.commit()
+    assert regions() == {"jilin"}
+    # Any other change leaves the index alone (nothing to redo) and the facet as it is.
+    service.update_member(session, OFFICE, "CN-MOVE", {"days_to_respond": 4})
+    session.commit()
+    assert regions() == {"jilin"}

@@ -343,6 +343,12 @@ def update_member(
         events.record(
             session, actor, "member.updated", "member", member.code, {"changes": diff}, member.id
         )
+    if "region" in diff:
+        # Search facets carry the holding members' regions: redo this member's clusters in the
+        # same transaction, so the region facet never disagrees with the registry.
+        from consortia.search.index import reindex_member
+
+        reindex_member(session.connection(), member.code)
     return member
 
 
