@@ -7,9 +7,10 @@ index is written by ``consortia.search.index`` from the ingest writer.
 Ranking: exact ISBN/ISSN hits of the query first, then relevance (BM25 on SQLite, ts_rank on
 PostgreSQL, both with field weights title > author > subject > the rest), or the sort keys asked
 for; ties by cluster id, so paging is stable. Facets are counted over the matching clusters:
-exactly when there are at most ``FACET_CAP`` of them; beyond, over the ``FACET_CAP`` best (in
-the order the results are shown), and the result says so in ``facets_sampled``, as OPACs do
-(Koha counts its facets over the first 20 hits by default).
+exactly when there are at most ``FACET_CAP`` of them; beyond, estimated from a sample of at most
+``FACET_CAP`` matches (every k-th cluster id, so the same on every backend and independent of
+the ranking, which would otherwise have to order the whole result), scaled to the total; the
+result says so in ``facets_sampled`` (the size of the sample).
 """
 
 from __future__ import annotations
@@ -17,17 +18,25 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, cast
+from typing import Any
 
+import orjson
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from consortia.catalog.models import Cluster, Holding, SourceRecord
+from consortia.catalog.models import Cluster, SourceRecord
 from consortia.errors import Invalid
-from consortia.members.models import Member, Region
+from consortia.members.models import Member
 from consortia.search import cjk
-from consortia.search.backends import FACET_CAP, SORT_FIELDS, Backend, SortKey, backend_for
+from consortia.search.backends import (
+    FACET_CAP,
+    SORT_FIELDS,
+    Backend,
+    SortKey,
+    backend_for,
+    marks,
+)
 from consortia.search.index import FACETS, key_token, year_cover
 from consortia.search.query import (
     TEXT_FIELDS,
@@ -57,7 +66,7 @@ class SearchResult:
     limit: int
     hits: list[dict[str, Any]]
     facets: dict[str, list[dict[str, Any]]]
-    # Facets counted over only the first N matches (N = this) because more matched.
+    # Facet counts estimated from a sample of this many matches, because more matched.
     facets_sampled: int | None = None
     sort: list[SortKey] = field(default_factory=list)
 
@@ -75,6 +84,25 @@ class SearchResult:
 
 def backend(session: Session) -> Backend:
     return backend_for(session.get_bind().dialect.name)
+
+
+# SQLite's defaults are sized for small databases (a 2 MB page cache, no memory map): a search
+# of a million-record catalogue reads tens of MB of index pages, and re-reading them through
+# read() system calls costs more than the FTS work. Set once per DBAPI connection (the pool
+# keeps connections open across requests).
+_SQLITE_TUNING = ("PRAGMA cache_size = -131072", "PRAGMA mmap_size = 2147483648")
+
+
+def connection(session: Session) -> Connection:
+    """The session's connection, tuned for searching the first time it is seen."""
+    conn = session.connection()
+    if conn.dialect.name == "sqlite":
+        info = conn.connection.info
+        if not info.get("search_tuned"):
+            for pragma in _SQLITE_TUNING:
+                conn.exec_driver_sql(pragma)
+            info["search_tuned"] = True
+    return conn
 
 
 # --------------------------------------------------------------------------- arguments
@@ -267,7 +295,7 @@ def search(
                 choices=", ".join(SORT_FIELDS),
             )
     be = backend(session)
-    conn = session.connection()
+    conn = connection(session)
     parts = [] if is_empty(tree) else [be.compile(tree)]
     by_facet: dict[str, list[str]] = {}
     for facet, value in filters:
@@ -280,29 +308,7 @@ def search(
         expr = be.AND.join(f"({p})" for p in parts) if len(parts) > 1 else parts[0]
         total = be.count(conn, expr)
     ids: list[int] = []
-    counts: dict[str, dict[str, int]] = {}
-    boost, rank = _boost(be, tree), _rank(be, tree)
-    tier = _title_tier(be, tree)
-    sampled = bool(wanted) and total > FACET_CAP
-    if sampled:
-        # One ranked pass gives the best FACET_CAP matches: the facets are counted over them,
-        # and the page is taken from them when it lies within.
-        top = _ranked(
-            be,
-            conn,
-            expr,
-            total,
-            offset=0,
-            limit=FACET_CAP,
-            sort=sort,
-            boost=boost,
-            rank=rank,
-            tier=tier,
-        )
-        counts = be.facet_counts_of(conn, top, wanted)
-        if offset + limit <= len(top):
-            ids = top[offset : offset + limit]
-    if total and offset < total and not ids:
+    if total and offset < total:
         ids = _ranked(
             be,
             conn,
@@ -311,12 +317,18 @@ def search(
             offset=offset,
             limit=limit,
             sort=sort,
-            boost=boost,
-            rank=rank,
-            tier=tier,
+            boost=_boost(be, tree),
+            rank=_rank(be, tree),
+            tier=_title_tier(be, tree),
         )
-    if total and wanted and not sampled:
-        counts = be.facet_counts(conn, expr, wanted, FACET_CAP)
+    counts: dict[str, dict[str, int]] = {}
+    sampled: int | None = None
+    if total and wanted:
+        stride = -(-total // FACET_CAP)  # ceil: the sample is at most FACET_CAP clusters
+        counts, n = be.facet_counts(conn, expr, wanted, stride)
+        if stride > 1:
+            sampled = n
+            counts = {f: _estimate(vs, total, n) for f, vs in counts.items()}
     facet_out = {f: _facet_values(f, counts.get(f, {})) for f in wanted}
     return SearchResult(
         total=total,
@@ -324,9 +336,16 @@ def search(
         limit=limit,
         hits=hits(session, ids),
         facets=facet_out,
-        facets_sampled=FACET_CAP if sampled else None,
+        facets_sampled=sampled,
         sort=list(sort),
     )
+
+
+def _estimate(counts: Mapping[str, int], total: int, sampled: int) -> dict[str, int]:
+    """Counts of a sample scaled to the whole result (at least 1 for a value seen)."""
+    if not sampled:
+        return {}
+    return {v: max(1, round(n * total / sampled)) for v, n in counts.items()}
 
 
 def _facet_values(facet: str, counts: Mapping[str, int]) -> list[dict[str, Any]]:
@@ -386,22 +405,27 @@ def hits(session: Session, ids: Sequence[int]) -> list[dict[str, Any]]:
     """Clusters in the given order with their holdings, member by member."""
     if not ids:
         return []
+    conn = connection(session)
+    # Plain DBAPI reads: the ORM's row and JSON processing cost more than the page itself.
+    args = tuple(ids)
+    merged_text = "merged" if conn.dialect.name == "sqlite" else "CAST(merged AS TEXT)"
     clusters = {
-        c.id: c
-        for c in session.execute(
-            select(Cluster.id, Cluster.merged, Cluster.record_count, Cluster.member_count).where(
-                Cluster.id.in_(list(ids))
-            )
+        int(cid): (m, rc, mc)
+        for cid, m, rc, mc in conn.exec_driver_sql(
+            f"SELECT id, {merged_text}, record_count, member_count FROM clusters "
+            f"WHERE id IN ({marks(conn, len(args))})",
+            args,
         )
     }
-    holdings = holdings_summary(session, list(clusters))
+    holdings = _holdings(conn, list(clusters))
     out = []
     for cid in ids:
         c = clusters.get(cid)
         if c is None:  # removed between the search and this read
             continue
-        merged = c.merged or {}
-        h = hit(cid, merged, c.record_count, c.member_count)
+        raw, record_count, member_count = c
+        merged = orjson.loads(raw) if raw else {}
+        h = hit(cid, merged or {}, record_count, member_count)
         h["holdings"] = holdings.get(cid, [])
         h["available"] = any(m["available"] for m in h["holdings"])
         out.append(h)
@@ -415,29 +439,27 @@ def holdings_summary(
 
     A member with a record but no item on file is listed with no items (it catalogued the book;
     its copies are not known to the hub)."""
+    return _holdings(session.connection(), cluster_ids)
+
+
+def _holdings(conn: Connection, cluster_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
     out: dict[int, dict[str, dict[str, Any]]] = {}
     if not cluster_ids:
         return {}
-    rows = session.execute(
-        select(
-            SourceRecord.cluster_id,
-            Member.code,
-            Member.name_zh,
-            Member.name_en,
-            Region.code,
-            Member.status,
-            Holding.call_number,
-            Holding.location,
-            Holding.status,
-        )
-        .join(Member, Member.id == SourceRecord.member_id)
-        .join(Region, Region.id == Member.region_id)
-        .outerjoin(Holding, Holding.source_record_id == SourceRecord.id)
-        .where(SourceRecord.cluster_id.in_(list(cluster_ids)), SourceRecord.deleted.is_(False))
-        .order_by(SourceRecord.cluster_id, Member.code, Holding.call_number)
+    args = tuple(cluster_ids)
+    false = "0" if conn.dialect.name == "sqlite" else "false"
+    rows = conn.exec_driver_sql(
+        "SELECT s.cluster_id, m.code, m.name_zh, m.name_en, r.code, m.status, "
+        "h.call_number, h.location, h.status "
+        "FROM source_records s JOIN members m ON m.id = s.member_id "
+        "JOIN regions r ON r.id = m.region_id "
+        "LEFT JOIN holdings h ON h.source_record_id = s.id "
+        f"WHERE s.cluster_id IN ({marks(conn, len(args))}) AND s.deleted = {false} "
+        "ORDER BY s.cluster_id, m.code, h.call_number",
+        args,
     )
     for cid, code, name_zh, name_en, region, mstatus, call, location, status in rows:
-        members = out.setdefault(cast(int, cid), {})
+        members = out.setdefault(int(cid), {})
         entry = members.get(code)
         if entry is None:
             entry = members[code] = {
@@ -445,7 +467,7 @@ def holdings_summary(
                 "name_zh": name_zh,
                 "name_en": name_en,
                 "region": region,
-                "member_status": getattr(mstatus, "value", mstatus),
+                "member_status": mstatus,
                 "call_numbers": [],
                 "locations": [],
                 "items": 0,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from consortia.search import cjk
@@ -150,21 +150,8 @@ class PostgresFTS(Backend):
         )
         return [int(r) for r in conn.scalars(text(sql), params)]
 
-    def facet_counts(
-        self, conn: Connection, expr: str, facets: Sequence[str], cap: int
-    ) -> dict[str, dict[str, int]]:
-        out: dict[str, dict[str, int]] = {f: {} for f in facets}
-        if not facets:
-            return out
-        stmt = text(
-            "SELECT f.facet, f.value, count(*) FROM "
-            "(SELECT cluster_id FROM search_fts WHERE tsv @@ CAST(:q AS tsquery) LIMIT :cap) m "
-            "JOIN search_facets f ON f.cluster_id = m.cluster_id "
-            "WHERE f.facet IN :facets GROUP BY f.facet, f.value"
-        ).bindparams(bindparam("facets", expanding=True))
-        for facet, value, n in conn.execute(stmt, {"q": expr, "cap": cap, "facets": list(facets)}):
-            out[facet][value] = int(n)
-        return out
+    def matching_ids(self, conn: Connection) -> str:
+        return "SELECT cluster_id AS id FROM search_fts WHERE tsv @@ CAST(%s AS tsquery)"
 
     def scan(
         self, conn: Connection, column: str, start: str, *, before: int = 0, after: int = 10
