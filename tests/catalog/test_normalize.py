@@ -89,6 +89,19 @@ def test_clean(given_: str, expected: str) -> None:
         ("Dai 1-han", 1),
         ("Nouvelle édition", None),
         ("", None),
+        # Chinese forms without 第, the first edition, full-width digits, revised editions
+        ("初版", 1),
+        ("二版", 2),
+        ("三版", 3),
+        ("第3版", 3),
+        ("第３版", 3),
+        ("2版", 2),
+        ("十二版", 12),
+        ("第十三版", 13),
+        ("修订版", None),  # revised: no number; the statement tells it apart
+        ("修订第2版", 2),
+        ("第2版(修订版)", 2),
+        ("2012年版", None),  # a year, not an edition number
     ],
 )
 def test_edition_number(statement: str, number: int | None) -> None:
@@ -252,11 +265,85 @@ def test_material_types_of_rda_samples(suffix: str, material: str) -> None:
     assert rec.material == material
 
 
-def test_ebook_from_007_online() -> None:
-    rec = norm(MARC / "ruby-marc_test__utf8_multirecord.marc")  # 007 cr: a digitised book
-    assert rec.material == "ebook"
+def test_print_book_with_a_007_for_its_digitised_copy_stays_a_book() -> None:
+    # 006 m and 007 cr for the digitised copy, but 008/23 blank and "921 p. ; 19 cm.": print.
+    rec = norm(MARC / "ruby-marc_test__utf8_multirecord.marc")
+    assert rec.material == "book"
     assert rec.years == [1970, 1979]  # 008 type q: a range
     assert rec.languages == ["chi", "tha", "eng"]  # 008 then 041
+
+
+def test_lc_records_with_a_computer_file_007() -> None:
+    lc = MARC / "loc-007cr.mrc"
+    digitised = norm(lc, 0)  # LC 00000017: 007 cr, 856 to the digitised copy, 008/23 blank
+    assert (digitised.record_id, digitised.material) == ("00000017", "book")
+    reproduced = norm(lc, 1)  # LC 00000087: 533 "Electronic reproduction" note on the print
+    assert (reproduced.material, reproduced.reproduction) == ("book", True)
+    electronic = norm(lc, 2)  # LC 00030077: 008/23 s
+    assert electronic.material == "ebook"
+
+
+PRINT_008 = "150302s2015    nyua     b    001 0 eng  "
+ONLINE_008 = "150302s2015    nyua    ob    001 0 eng  "
+
+
+@pytest.mark.parametrize(
+    ("fields", "material"),
+    [
+        # RDA provider-neutral e-book: 008/23 o, 007 cr, 337 computer, 338 online resource
+        (
+            [
+                Field(tag="007", data="cr |n|||||||||"),
+                Field(tag="008", data=ONLINE_008),
+                df("337", "acomputer", "bc", "2rdamedia"),
+                df("338", "aonline resource", "bcr", "2rdacarrier"),
+            ],
+            "ebook",
+        ),
+        # 008/23 blank but the carrier says online and a 007 c agrees
+        (
+            [
+                Field(tag="007", data="cr |n|||||||||"),
+                Field(tag="008", data=PRINT_008),
+                df("338", "aonline resource", "bcr", "2rdacarrier"),
+            ],
+            "ebook",
+        ),
+        # an electronic 006 and the media type
+        (
+            [
+                Field(tag="006", data="m     o  d        "),
+                Field(tag="008", data=PRINT_008),
+                df("337", "acomputer", "bc", "2rdamedia"),
+            ],
+            "ebook",
+        ),
+        # print RDA record with LC's "cr" 007 for its digitised copy: unmediated volume
+        (
+            [
+                Field(tag="007", data="cr |||||||||||"),
+                Field(tag="008", data=PRINT_008),
+                df("337", "aunmediated", "bn", "2rdamedia"),
+                df("338", "avolume", "bnc", "2rdacarrier"),
+            ],
+            "book",
+        ),
+        # print record listing the e-book's ISBN too
+        (
+            [
+                Field(tag="008", data=PRINT_008),
+                df("020", "a9780198534532", "q(hardcover)"),
+                df("020", "a9780191003134", "q(ebook)"),
+            ],
+            "book",
+        ),
+        # a 338 online resource alone, no 006/007: the 008 says print
+        ([Field(tag="008", data=PRINT_008), df("338", "aonline resource", "bcr")], "book"),
+    ],
+)
+def test_ebook_or_print_as_a_cataloguer_reads_it(fields: list[Field], material: str) -> None:
+    rec = normalize(marc21(df("245", "aA book.", ind="00"), *fields), "marc21")
+    assert rec.material == material
 
 
 def test_marc21_identifiers_and_qualifiers() -> None:
@@ -299,9 +386,10 @@ def test_marc21_identifiers_and_qualifiers() -> None:
 
 
 def test_imprint_years_and_ebook_qualifier() -> None:
+    # A 008 with the form of item left as fill: the e-book ISBN qualifier decides.
     rec = normalize(
         marc21(
-            Field(tag="008", data="980101s1998    xx            000 0 eng d"),
+            Field(tag="008", data="980101s1998    xx      |     000 0 eng d"),
             df("020", "a9780198534532", "qebook"),
             df("245", "aT.", ind="00"),
             df("264", "a[Place of publication not identified] :", "bs.n.,", "c[2003?]", ind=" 1"),

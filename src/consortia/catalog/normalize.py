@@ -337,7 +337,10 @@ _ORDINAL_WORDS = {
 }  # fmt: skip
 _EDITION_CN = re.compile(
     r"第\s*([0-9一二三四五六七八九十两〇零]+)\s*[版次]|([0-9]+)\s*版"
-    r"|\b(?:di|dai|je)\s*([0-9]+)\s*-?\s*(?:ban|han|pan|pʻan)\b",  # romanised 第N版 / 第N版 / 제N판
+    r"|\b(?:di|dai|je)\s*([0-9]+)\s*-?\s*(?:ban|han|pan|pʻan)\b"  # romanised 第N版 / 제N판
+    # 二版, 三版 without 第 (not the tail of 第十三版, which the first branch takes)
+    r"|(?<![第0-9一二三四五六七八九十两〇零])([一二三四五六七八九十两]+)\s*版"
+    r"|(初)\s*版",  # 初版: the first edition
     re.I,
 )
 _EDITION_NUM = re.compile(
@@ -352,14 +355,21 @@ _EDITION_WORD = re.compile(
 
 
 def edition_number(statement: str) -> int | None:
-    """The edition's number: "2nd ed." -> 2, "Second edition" -> 2, "第二版" -> 2,
-    "2. Aufl." -> 2, "3e éd." -> 3; "Rev. ed." and other unnumbered statements -> None."""
+    """The edition's number: "2nd ed." -> 2, "Second edition" -> 2, "第二版", "二版", "第2版"
+    -> 2, "初版" -> 1, "2. Aufl." -> 2, "3e éd." -> 3.
+
+    "Rev. ed.", "修订版" and other unnumbered statements -> None: a revised edition has no
+    number, and the statement itself (kept in ``edition``) is what tells it from the edition it
+    revises when records are compared. "修订第2版" -> 2."""
     if not statement:
         return None
     t = unicodedata.normalize("NFKC", statement) if not statement.isascii() else statement
     m = _EDITION_CN.search(t)
     if m:
-        return _cn_number(m.group(1) or m.group(2) or m.group(3))
+        if m.group(5):
+            return 1
+        n = _cn_number(m.group(1) or m.group(2) or m.group(3) or m.group(4))
+        return n if n is not None and 0 < n < 200 else None
     m2 = _EDITION_NUM.search(t)
     if m2:
         n = int(m2.group(1))
@@ -758,19 +768,32 @@ def _marc21_material(
             return "serial", reproduction
         if rtype == "t":
             return "manuscript", reproduction
-        online = ebook_hint or form in ("o", "q", "s")
-        if not online:
-            for f in by_tag.get("007", ()):
-                if (f.data or "")[:1] == "c":
-                    online = True
-                    break
-        if not online:
-            for f in by_tag.get("338", ()):
-                if "online resource" in " ".join(_subs(f, "a")).lower() or _first(f, "b") == "cr":
-                    online = True
-                    break
-        return ("ebook" if online else "book"), reproduction
+        return ("ebook" if _electronic(by_tag, form, ebook_hint) else "book"), reproduction
     return _TYPE_MATERIAL.get(rtype, "other"), reproduction
+
+
+def _electronic(by_tag: dict[str, list[Field]], form: str, ebook_hint: bool) -> bool:
+    """Whether a language-material record describes an electronic book, as a cataloguer reads it.
+
+    008/23 (form of item) says so first: o, q, s electronic; blank, r, d and the other print
+    forms say print. A 007 for a computer file (c...) or an electronic 006 is not enough alone:
+    LC and others add "cr" 007s to print records for a digitised copy they also hold. It counts
+    when the RDA carrier or media type agree (338 "online resource"/cr, 337 "computer"/c).
+    Only a record without a usable 008/23 falls back on e-book ISBN qualifiers."""
+    if form in ("o", "q", "s"):
+        return True
+    electronic_field = any((f.data or "")[:1] == "c" for f in by_tag.get("007", ())) or any(
+        (d := f.data or "")[:1] == "m" or (d[:1] in ("a", "t") and d[6:7] in ("o", "q", "s"))
+        for f in by_tag.get("006", ())
+    )
+    if electronic_field:
+        for f in by_tag.get("338", ()):
+            if "online resource" in " ".join(_subs(f, "a")).lower() or _first(f, "b") == "cr":
+                return True
+        for f in by_tag.get("337", ()):
+            if "computer" in " ".join(_subs(f, "a")).lower() or _first(f, "b") == "c":
+                return True
+    return ebook_hint and form in ("", "|")
 
 
 _TYPE_MATERIAL = {
