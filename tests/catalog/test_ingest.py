@@ -313,3 +313,100 @@ def test_a_kill_mid_load_loses_nothing_acknowledged(
     assert summary.unchanged == after_kill
     assert summary.added == 6000 - after_kill
     assert service.stats(session)["records"] == 6000
+
+
+def _catalogue(session: Session) -> dict[frozenset[tuple[int, str]], tuple[Any, ...]]:
+    """The clusters by their records (cluster ids differ between loads), with what each says."""
+    session.expire_all()
+    recs = session.execute(
+        select(
+            SourceRecord.id,
+            SourceRecord.cluster_id,
+            SourceRecord.member_id,
+            SourceRecord.record_id,
+            SourceRecord.match_rule,
+        ).where(SourceRecord.deleted.is_(False))
+    ).all()
+    by_cluster: dict[int, set[tuple[int, str]]] = {}
+    rid_of = {r.id: (r.member_id, r.record_id) for r in recs}
+    rules = {}
+    for r in recs:
+        by_cluster.setdefault(r.cluster_id, set()).add((r.member_id, r.record_id))
+        rules[(r.member_id, r.record_id)] = r.match_rule
+    out: dict[frozenset[tuple[int, str]], tuple[Any, ...]] = {}
+    for c in session.execute(select(Cluster)).scalars():
+        members = frozenset(by_cluster[c.id])
+        out[members] = (
+            c.title,
+            c.year,
+            c.record_count,
+            c.member_count,
+            rid_of[c.representative_id] if c.representative_id else None,
+            c.merged,
+            tuple(sorted(rules[m] for m in members)),
+        )
+    return out
+
+
+def _clear_catalogue(session: Session) -> None:
+    for table in (MatchKey, Holding, SourceRecord, Cluster):
+        session.execute(table.__table__.delete())
+    session.commit()
+
+
+def _member_variant(prefix: str, duplicate_every: int) -> list[pymarc.Record]:
+    """Another member's copy of the LC records: own ids, ISBD punctuation dropped from some
+    titles, upper case in some, and some records twice (an in-member duplicate next to it)."""
+    out = []
+    for i, rec in enumerate(loc_records()):
+        rec = pymarc.Record(leader=rec.leader, fields=list(rec.fields))
+        rid = rec["001"].data.strip()
+        rec.remove_fields("001", "035")
+        rec.add_ordered_field(pymarc.Field(tag="001", data=f"{prefix}{rid}"))
+        title = rec["245"]
+        if title is not None and title.subfields and i % 3 == 0:
+            sf = title.subfields[0]
+            title.subfields[0] = pymarc.Subfield(sf.code, sf.value.rstrip(" /:;.,").upper())
+        out.append(rec)
+        if i % duplicate_every == 0:
+            twin = pymarc.Record(leader=rec.leader, fields=list(rec.fields))
+            twin.remove_fields("001")
+            twin.add_ordered_field(pymarc.Field(tag="001", data=f"{prefix}twin-{rid}"))
+            out.append(twin)
+    return out
+
+
+def test_worker_plans_give_the_catalogue_the_writer_gives(
+    session: Session,
+    two_members: tuple[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With two workers the workers cluster new records against the committed catalogue and
+    the writer takes their plans when nothing changed since; the result must be exactly the
+    catalogue the writer alone makes. Small batches and chunks put chunks several batches
+    ahead of the writer, so plans go stale (twins in nearby chunks) and must be refused."""
+    from consortia.catalog import ingest
+
+    monkeypatch.setattr(ingest, "BATCH_SIZE", 7)
+    monkeypatch.setattr(ingest, "CHUNK_RECORDS", 5)
+    b_file = write(tmp_path / "b.mrc", _member_variant("b-", 4))
+    a_twins = write(tmp_path / "a2.mrc", _member_variant("a-", 5))
+
+    def load(workers: int) -> tuple[Any, list[int]]:
+        planned = []
+        for code, path in (("CN-A", LOC), ("CN-B", b_file), ("CN-A", a_twins)):
+            s = service.load_files(CLI, code, [path], workers=workers)
+            planned.append(s.planned)
+        return _catalogue(session), planned
+
+    alone, planned_alone = load(1)
+    assert planned_alone == [0, 0, 0]
+    _clear_catalogue(session)
+    with_plans, planned = load(2)
+    assert with_plans == alone
+    # Most new records took the worker's plan; twins next to their original did not.
+    assert planned[0] > 40 and planned[1] > 40
+    assert planned[1] < 60 + 15
+    joined = [k for k in alone if len({m for m, _ in k}) == 2]
+    assert len(joined) >= 55

@@ -9,9 +9,11 @@ member and record id: an unchanged record is recognised by its fingerprint witho
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import hashlib
 import io
 import os
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -20,7 +22,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from consortia.catalog import matching
 from consortia.catalog.holdings import Item, Mapping, items_from_record
@@ -69,6 +71,24 @@ class Prepared:
     items: list[Item]
     as_json: dict[str, Any] = field(default_factory=dict)
     merged_alone: dict[str, Any] = field(default_factory=dict)
+    plan: Plan | None = None
+    seq: int = -1  # the writer's committed batch count when the worker was given the record
+
+
+@dataclass
+class Plan:
+    """A worker's clustering of a new record against the committed catalogue.
+
+    The writer takes it as it is unless something the worker could not see has changed since:
+    a candidate cluster changed (its ``updated_at``), or this load added one of the record's keys
+    after the worker's snapshot. Then the writer decides again itself."""
+
+    cluster_id: int | None  # None: a new cluster of its own
+    decision: matching.MatchDecision | None
+    seen: dict[int, dt.datetime]  # candidate clusters and the updated_at the worker saw
+    merged: dict[str, Any] | None = None  # the joined cluster's merged record with this one
+    record_count: int = 0
+    member_count: int = 0
 
 
 @dataclass
@@ -89,6 +109,7 @@ class LoadSummary:
     quarantined: int = 0
     clusters_touched: int = 0
     batch_id: int | None = None
+    planned: int = 0  # new records clustered by a worker's plan (the rest by the writer)
     touched: set[int] = field(default_factory=set, repr=False)
 
     def as_dict(self) -> dict[str, int]:
@@ -156,10 +177,10 @@ def prepare(
 
 
 def _prepare_chunk(
-    args: tuple[bytes, int, str, str, str, Mapping | None, str],
+    args: tuple[bytes, int, str, str, str, Mapping | None, str, str | None, int],
 ) -> list[Prepared | Failed]:
-    data, base, encoding, flavour, filename, mapping, member_code = args
-    return [
+    data, base, encoding, flavour, filename, mapping, member_code, db_url, seq = args
+    out = [
         prepare(r, mapping, base, member_code)
         for r in read_records(
             io.BytesIO(data),
@@ -169,6 +190,17 @@ def _prepare_chunk(
             filename=filename,
         )
     ]
+    if db_url is not None:
+        ready = [p for p in out if isinstance(p, Prepared)]
+        for p in ready:
+            p.seq = seq
+        try:
+            with _worker_engine(db_url).connect() as conn:
+                plan_records(conn, ready, member_code)
+        except Exception:  # planning is an optimisation: the writer can always decide alone
+            for p in ready:
+                p.plan = None
+    return out
 
 
 def sniff_format(head: bytes) -> str:
@@ -223,7 +255,12 @@ def prepared_stream(
     workers: int,
     on_bytes: Callable[[int], None],
     member_code: str = "",
+    db_url: str | None = None,
+    seq: Callable[[], int] = lambda: 0,
 ) -> Iterator[Prepared | Failed]:
+    """Prepared records in file order. With ``db_url`` the workers also cluster new records
+    against the committed catalogue (``Plan``); ``seq`` tells them how many batches the writer
+    had committed when they were given a chunk."""
     with source.open("rb") as fh:
         fmt = format if format != "auto" else sniff_format(fh.read(64))
         fh.seek(0)
@@ -235,11 +272,13 @@ def prepared_stream(
                 on_bytes(fh.tell())
             return
         chunks = (
-            (data, base, encoding, flavour, source.name, mapping, member_code)
+            (data, base, encoding, flavour, source.name, mapping, member_code, db_url, seq())
             for data, base in _iso_chunks(fh, on_bytes)
         )
         # spawn, not fork: the web server that may call us runs threads.
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        with ProcessPoolExecutor(
+            max_workers=workers, mp_context=get_context("spawn"), initializer=_worker_init
+        ) as pool:
             # A bounded window of chunks in flight keeps memory flat on huge files.
             window: list[Any] = []
             for chunk in chunks:
@@ -248,6 +287,103 @@ def prepared_stream(
                     yield from window.pop(0).result()
             for fut in window:
                 yield from fut.result()
+
+
+def _key_clusters(conn: Connection, keys: list[str]) -> dict[str, set[int]]:
+    """The clusters holding live records with each of these blocking keys."""
+    out: dict[str, set[int]] = {}
+    for part in _parts(keys):
+        rows = conn.execute(
+            select(MatchKey.key, SourceRecord.cluster_id)
+            .join(SourceRecord, SourceRecord.id == MatchKey.source_record_id)
+            .where(MatchKey.key.in_(part), SourceRecord.cluster_id.is_not(None))
+        )
+        for key, cid in rows:
+            out.setdefault(key, set()).add(cast(int, cid))
+    return out
+
+
+def _cluster_members(
+    conn: Connection, cluster_ids: list[int]
+) -> tuple[dict[int, list[tuple[int, str, NormalizedRecord]]], dict[int, dt.datetime]]:
+    """Each cluster's live records (source id, member code, record), its representative first
+    (a record must agree with the representative and not be vetoed by the others), and the
+    cluster's ``updated_at``."""
+    members: dict[int, list[tuple[int, str, NormalizedRecord]]] = {}
+    versions: dict[int, dt.datetime] = {}
+    for part in _parts(cluster_ids):
+        rows = conn.execute(
+            select(
+                SourceRecord.cluster_id,
+                Member.code,
+                SourceRecord.normalized,
+                (SourceRecord.id == Cluster.representative_id).label("is_rep"),
+                SourceRecord.id,
+                Cluster.updated_at,
+            )
+            .join(Member, Member.id == SourceRecord.member_id)
+            .join(Cluster, Cluster.id == SourceRecord.cluster_id)
+            .where(SourceRecord.cluster_id.in_(part), SourceRecord.deleted.is_(False))
+            .order_by(SourceRecord.cluster_id, SourceRecord.id)
+        )
+        for cid, code, norm, is_rep, sid, at in rows:
+            entry = (cast(int, sid), cast(str, code), record_from_dict(norm))
+            bucket = members.setdefault(cast(int, cid), [])
+            versions[cast(int, cid)] = at
+            if is_rep:
+                bucket.insert(0, entry)
+            else:
+                bucket.append(entry)
+    return members, versions
+
+
+_ENGINES: dict[str, Engine] = {}
+
+
+def _worker_engine(url: str) -> Engine:
+    from consortia.db import make_engine
+
+    engine = _ENGINES.get(url)
+    if engine is None:
+        engine = _ENGINES[url] = make_engine(url)
+    return engine
+
+
+def plan_records(conn: Connection, prepared: list[Prepared], member_code: str) -> None:
+    """Cluster new records against the committed catalogue in a worker (reading only), so the
+    single writer need not: the candidate clusters' records, the decision and the merged
+    record of the joined cluster. The writer checks each plan before it takes it."""
+    work = [p for p in prepared if not p.deleted and p.normalized is not None]
+    if not work:
+        return
+    key_clusters = _key_clusters(conn, sorted({k for p in work for k in p.keys}))
+    members, versions = _cluster_members(
+        conn, sorted({c for cs in key_clusters.values() for c in cs})
+    )
+    for p in work:
+        assert p.normalized is not None
+        cands = sorted({c for k in p.keys for c in key_clusters.get(k, ())})
+        if any(c not in versions for c in cands):
+            continue  # changed under the worker's feet: the writer decides
+        candidates = [(c, [(m, r) for _, m, r in members[c]]) for c in cands]
+        chosen, decision = (
+            matching.choose_cluster(p.normalized, candidates, member=member_code)
+            if candidates
+            else (None, None)
+        )
+        plan = Plan(chosen, decision, {c: versions[c] for c in cands})
+        if chosen is not None:
+            recs = [(m, r) for _, m, r in members[chosen]] + [(member_code, p.normalized)]
+            plan.merged = matching.merge(recs)
+            plan.record_count = len(recs)
+            plan.member_count = len({m for m, _ in recs})
+        p.plan = plan
+
+
+def _worker_init() -> None:
+    # Records are trees of small objects that live briefly: the cyclic GC's default thresholds
+    # make it walk them over and over for nothing.
+    gc.set_threshold(50_000, 50, 50)
 
 
 # ---------------------------------------------------------------------------- writing
@@ -282,18 +418,28 @@ class Writer:
         self.filename = filename
         self.actor = actor
         self.summary = LoadSummary(batch_id=batch_id)
+        self.seq = 0  # batches committed
+        # The blocking keys each recent batch added: a worker's plan made before a batch was
+        # committed did not see them (a chunk is planned at most a few batches ahead).
+        self._recent_keys: deque[tuple[int, set[str]]] = deque(maxlen=16)
+        self._batch_keys: set[str] = set()
 
     def apply(self, batch: list[Prepared | Failed]) -> None:
         # The clusters this batch touches are collected apart and indexed for search in the
         # batch's own transaction.
         earlier, self.summary.touched = self.summary.touched, set()
         self.merged_now: dict[int, dict[str, Any]] = {}  # merged records made in this batch
+        self._batch_keys = set()
         try:
             self._apply(batch)
             search_index.reindex_clusters(self.conn, self.summary.touched, self.merged_now)
         finally:
             earlier |= self.summary.touched
             self.summary.touched = earlier
+        self._recent_keys.append((self.seq + 1, self._batch_keys))
+
+    def committed(self) -> None:
+        self.seq += 1
 
     def _apply(self, batch: list[Prepared | Failed]) -> None:
         conn = self.conn
@@ -309,6 +455,13 @@ class Writer:
                 latest.pop(b.record_id, None)
                 latest[b.record_id] = b
         self.summary.read += len(batch)
+        if conn.dialect.name == "sqlite":
+            # Take the write lock now: the ids this batch gives its new rows stay free.
+            conn.execute(
+                update(LoadBatch)
+                .where(LoadBatch.id == self.batch_id)
+                .values(bytes_done=LoadBatch.bytes_done)
+            )
         if failures:
             conn.execute(
                 insert(QuarantinedRecord),
@@ -417,7 +570,7 @@ class Writer:
         """Cluster and write new and changed records; returns the existing clusters joined."""
         conn = self.conn
         work = to_insert + [p for _, p in to_update]
-        decisions, new_clusters = self._cluster(work)
+        decisions, new_clusters = self._cluster(work, len(to_insert))
         # New clusters: one insert with their final figures (their records are all in hand).
         provisional = sorted(new_clusters)
         real_ids: dict[int, int] = {}
@@ -441,9 +594,7 @@ class Writer:
                         "updated_at": now,
                     }
                 )
-            ids = conn.scalars(
-                insert(Cluster).returning(Cluster.id, sort_by_parameter_order=True), rows
-            )
+            ids = self._insert_ids(Cluster, rows)
             real_ids = dict(zip(provisional, ids, strict=True))
             for pid, row in zip(provisional, rows, strict=True):
                 self.merged_now[real_ids[pid]] = cast(dict[str, Any], row["merged"])
@@ -455,12 +606,7 @@ class Writer:
         new_rows = [self._row(p, cluster_id(p), decisions[id(p)][1], now) for p in to_insert]
         sids: list[int] = []
         if new_rows:
-            sids = list(
-                conn.scalars(
-                    insert(SourceRecord).returning(SourceRecord.id, sort_by_parameter_order=True),
-                    new_rows,
-                )
-            )
+            sids = self._insert_ids(SourceRecord, new_rows)
         if to_update:
             conn.execute(
                 update(SourceRecord)
@@ -509,7 +655,59 @@ class Writer:
                 reps,
             )
         self.summary.touched.update(real_ids.values())
-        return {cid for cid, _ in decisions.values() if cid > 0}
+        # Existing clusters joined by a worker's plan and by nothing else in this batch take
+        # the merged record the worker made; the others are re-merged by _refresh.
+        slow = {cid for cid, _, fast in decisions.values() if cid > 0 and not fast}
+        plans = {
+            cast(int, p.plan.cluster_id): p.plan
+            for p in to_insert
+            if p.plan is not None and decisions[id(p)][2] and decisions[id(p)][0] > 0
+        }
+        fast_rows: list[dict[str, Any]] = [
+            {
+                "cid": cid,
+                "merged": plan.merged,
+                "record_count": plan.record_count,
+                "member_count": plan.member_count,
+                "now": now,
+            }
+            for cid, plan in plans.items()
+            if cid not in slow
+        ]
+        if fast_rows:
+            conn.execute(
+                update(Cluster)
+                .where(Cluster.id == bindparam("cid"))
+                .values(
+                    merged=bindparam("merged"),
+                    record_count=bindparam("record_count"),
+                    member_count=bindparam("member_count"),
+                    updated_at=bindparam("now"),
+                ),
+                fast_rows,
+            )
+            for fr in fast_rows:
+                self.merged_now[fr["cid"]] = fr["merged"]
+            self.summary.touched.update(fr["cid"] for fr in fast_rows)
+        return slow
+
+    def _insert_ids(
+        self, table: type[Cluster] | type[SourceRecord], rows: list[dict[str, Any]]
+    ) -> list[int]:
+        """Insert rows, returning their new ids in order.
+
+        On SQLite the writer numbers them itself (the next rowids, as SQLite would): RETURNING
+        with a guaranteed order makes SQLAlchemy insert row by row there. The batch holds
+        SQLite's write lock by then (see _apply), so nobody else takes those ids."""
+        conn = self.conn
+        if conn.dialect.name != "sqlite":
+            return list(
+                conn.scalars(insert(table).returning(table.id, sort_by_parameter_order=True), rows)
+            )
+        top = int(conn.scalar(select(func.max(table.id))) or 0)
+        ids = list(range(top + 1, top + 1 + len(rows)))
+        conn.execute(insert(table), [{**r, "id": i} for r, i in zip(rows, ids, strict=True)])
+        return ids
 
     def _row(
         self, p: Prepared, cid: int, dec: matching.MatchDecision | None, now: dt.datetime
@@ -534,72 +732,116 @@ class Writer:
         }
 
     def _cluster(
-        self, work: list[Prepared]
-    ) -> tuple[dict[int, tuple[int, matching.MatchDecision | None]], dict[int, _NewCluster]]:
+        self, work: list[Prepared], n_insert: int
+    ) -> tuple[dict[int, tuple[int, matching.MatchDecision | None, bool]], dict[int, _NewCluster]]:
         """Choose a cluster for every record: an existing one (found through its blocking keys,
-        in the database or earlier in this batch) or a new one (a negative provisional id)."""
+        in the database or earlier in this batch) or a new one (a negative provisional id).
+
+        A new record that a worker already clustered (``Prepared.plan``) keeps the worker's
+        choice when nothing it depended on has changed since; the third element of a decision
+        says so (the worker also made the joined cluster's merged record)."""
         conn = self.conn
-        all_keys = sorted({k for p in work for k in p.keys})
+        inserting = {id(p) for p in work[:n_insert]}
+        valid = self._valid_plans([p for p in work if p.plan is not None and id(p) in inserting])
         key_clusters: dict[str, set[int]] = {}
-        for part in _parts(all_keys):
-            rows = conn.execute(
-                select(MatchKey.key, SourceRecord.cluster_id)
-                .join(SourceRecord, SourceRecord.id == MatchKey.source_record_id)
-                .where(MatchKey.key.in_(part), SourceRecord.cluster_id.is_not(None))
-            )
-            for key, cid in rows:
-                key_clusters.setdefault(key, set()).add(cast(int, cid))
-        cand_ids: list[int] = sorted({c for cs in key_clusters.values() for c in cs})
-        # Each candidate cluster's live records, its representative first, with their members:
-        # a record must agree with the representative and not be vetoed by the others.
+        fetched: set[str] = set()
         members_of: dict[int, list[tuple[str, NormalizedRecord]]] = {}
-        for cpart in _parts(cand_ids):
-            crows = conn.execute(
-                select(
-                    SourceRecord.cluster_id,
-                    Member.code,
-                    SourceRecord.normalized,
-                    (SourceRecord.id == Cluster.representative_id).label("is_rep"),
-                    SourceRecord.id,
-                )
-                .join(Member, Member.id == SourceRecord.member_id)
-                .join(Cluster, Cluster.id == SourceRecord.cluster_id)
-                .where(SourceRecord.cluster_id.in_(cpart), SourceRecord.deleted.is_(False))
-                .order_by(SourceRecord.cluster_id, SourceRecord.id)
-            )
-            for cid, code, norm, is_rep, sid in crows:
-                entry = (code, record_from_dict(norm))
-                self._live.setdefault(cast(int, cid), []).append((sid, code, entry[1]))
-                bucket = members_of.setdefault(cast(int, cid), [])
-                if is_rep:
-                    bucket.insert(0, entry)
-                else:
-                    bucket.append(entry)
+        added: dict[int, list[tuple[str, NormalizedRecord]]] = {}  # joined in this batch
+
+        def fetch(keys: Iterable[str]) -> None:
+            want = sorted({k for k in keys if k not in fetched})
+            if not want:
+                return
+            fetched.update(want)
+            found = _key_clusters(conn, want)
+            for k, cs in found.items():
+                key_clusters.setdefault(k, set()).update(cs)
+            new_ids = sorted({c for cs in found.values() for c in cs} - set(members_of))
+            for cid, recs in _cluster_members(conn, new_ids)[0].items():
+                self._live.setdefault(cid, []).extend(recs)
+                members_of[cid] = [(code, r) for _, code, r in recs] + added.get(cid, [])
+
+        fetch(k for p in work if id(p) not in valid for k in p.keys)
+        batch_keys: set[str] = set()
+        joined: set[int] = set()
         new_clusters: dict[int, _NewCluster] = {}
-        out: dict[int, tuple[int, matching.MatchDecision | None]] = {}
+        out: dict[int, tuple[int, matching.MatchDecision | None, bool]] = {}
         for p in work:
             assert p.normalized is not None
-            cands = sorted({c for k in p.keys for c in key_clusters.get(k, ())})
-            candidates = [(c, members_of[c]) for c in cands if members_of.get(c)]
-            chosen: int | None = None
+            plan = p.plan if id(p) in valid else None
+            if plan is not None and (
+                any(k in batch_keys for k in p.keys) or any(c in joined for c in plan.seen)
+            ):
+                plan = None  # an earlier record of this batch changed what the worker saw
+            chosen: int | None
             decision: matching.MatchDecision | None = None
-            if candidates:
-                chosen, decision = matching.choose_cluster(
-                    p.normalized, candidates, member=self.member_code
-                )
+            if plan is not None:
+                chosen, decision = plan.cluster_id, plan.decision
+            else:
+                fetch(p.keys)
+                cands = sorted({c for k in p.keys for c in key_clusters.get(k, ())})
+                candidates = [(c, members_of[c]) for c in cands if members_of.get(c)]
+                chosen = None
+                if candidates:
+                    chosen, decision = matching.choose_cluster(
+                        p.normalized, candidates, member=self.member_code
+                    )
             if chosen is None:
                 chosen = -(len(new_clusters) + 1)
                 new_clusters[chosen] = _NewCluster()
                 members_of[chosen] = []
                 decision = None
-            members_of[chosen].append((self.member_code, p.normalized))
+            entry = (self.member_code, p.normalized)
+            if chosen in members_of:
+                members_of[chosen].append(entry)
             if chosen < 0:
                 new_clusters[chosen].records.append((self.member_code, p.normalized, p))
+            else:
+                joined.add(chosen)
+                added.setdefault(chosen, []).append(entry)
             # Later records of this batch can join clusters made or joined earlier in it.
             for k in p.keys:
+                batch_keys.add(k)
                 key_clusters.setdefault(k, set()).add(chosen)
-            out[id(p)] = (chosen, decision)
+            out[id(p)] = (chosen, decision, plan is not None)
+            self.summary.planned += plan is not None
+        self._batch_keys = batch_keys
         return out, new_clusters
+
+    def _valid_plans(self, planned: list[Prepared]) -> set[int]:
+        """The records whose worker plan still holds against what other batches did since."""
+        if not planned:
+            return set()
+        ok: set[int] = set()
+        since: dict[int, set[str] | None] = {}
+        retained = {seq: keys for seq, keys in self._recent_keys}
+        for p in planned:
+            if p.seq not in since:
+                later = range(p.seq + 1, self.seq + 1)
+                # None: a batch the worker did not see is no longer remembered.
+                since[p.seq] = (
+                    set().union(*(retained[b] for b in later))
+                    if all(b in retained for b in later)
+                    else None
+                )
+            seen_keys = since[p.seq]
+            if seen_keys is None or any(k in seen_keys for k in p.keys):
+                continue
+            ok.add(id(p))
+        wanted = sorted({c for p in planned if id(p) in ok for c in cast(Plan, p.plan).seen})
+        now: dict[int, dt.datetime] = {}
+        for part in _parts(wanted):
+            now.update(
+                (cast(int, cid), cast(dt.datetime, at))
+                for cid, at in self.conn.execute(
+                    select(Cluster.id, Cluster.updated_at).where(Cluster.id.in_(part))
+                )
+            )
+        return {
+            id(p)
+            for p in planned
+            if id(p) in ok and all(now.get(c) == at for c, at in cast(Plan, p.plan).seen.items())
+        }
 
     def _refresh(self, dirty: set[int]) -> None:
         """Recount and re-merge existing clusters whose records changed; drop emptied ones."""
@@ -811,7 +1053,15 @@ def ingest_files(
         )
         conn.commit()
         writer = Writer(conn, member_id, member_code, batch_id, "", actor)
+        db_url = conn.engine.url.render_as_string(hide_password=False)
+        if conn.dialect.name == "sqlite" and conn.engine.url.database in (None, "", ":memory:"):
+            db_url = None  # the workers cannot see a private in-memory database
         done_before = 0
+        gc_was = gc.get_threshold()
+        # The writer keeps few long-lived objects but makes many short-lived trees (records,
+        # rows): with the default thresholds the cyclic GC walks them over and over.
+        gc.freeze()
+        gc.set_threshold(50_000, 50, 50)
         try:
             for path in paths:
                 writer.filename = path.name
@@ -830,6 +1080,8 @@ def ingest_files(
                     workers=workers,
                     on_bytes=on_bytes,
                     member_code=member_code,
+                    db_url=db_url,
+                    seq=lambda: writer.seq,
                 )
                 for item in stream:
                     pending.append(item)
@@ -879,6 +1131,9 @@ def ingest_files(
             )
             conn.commit()
             raise
+        finally:
+            gc.set_threshold(*gc_was)
+            gc.unfreeze()
     return summary
 
 
@@ -897,6 +1152,7 @@ def _commit_batch(
         .values(bytes_done=bytes_done, counts=writer.summary.as_dict())
     )
     conn.commit()
+    writer.committed()
     if progress:
         progress(bytes_done, total, writer.summary.read)
 
