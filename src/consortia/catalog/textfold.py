@@ -12,7 +12,6 @@ The search index has its own CJK helpers (``search/cjk.py``); these are for matc
 from __future__ import annotations
 
 import re
-import sys
 import unicodedata
 from functools import lru_cache
 from typing import Any
@@ -77,40 +76,44 @@ _SPECIAL = {
 }
 
 
-def _build_table() -> dict[int, str | None]:
-    """One translate table: punctuation, symbols, separators and controls become spaces;
-    Latin, Hebrew and Arabic combining marks vanish (they are diacritics, not letters)."""
-    table: dict[int, str | None] = {}
-    for cp in range(sys.maxunicode + 1):
-        if 0xD800 <= cp <= 0xDFFF:
-            continue
-        cat = unicodedata.category(chr(cp))
-        if cat[0] in "PSZ" or cat in ("Cc", "Cf"):
-            table[cp] = " "
-        elif cat == "Mn" and (
-            0x0300 <= cp <= 0x036F
-            or 0x1AB0 <= cp <= 0x1AFF
-            or 0x1DC0 <= cp <= 0x1DFF
-            or 0x20D0 <= cp <= 0x20FF
-            or 0xFE20 <= cp <= 0xFE2F
-            or 0x0591 <= cp <= 0x05C7
-            or 0x064B <= cp <= 0x065F
-            or cp == 0x0670
-        ):
-            table[cp] = None
-    for ch, repl in _SPECIAL.items():
-        table[ord(ch)] = repl
-    return table
+def _fold_cp(cp: int) -> str | None:
+    """What one code point folds to: punctuation, symbols, separators and controls become
+    spaces; Latin, Hebrew and Arabic combining marks vanish (they are diacritics, not letters);
+    the rest stays."""
+    special = _SPECIAL.get(chr(cp))
+    if special is not None:
+        return special
+    cat = unicodedata.category(chr(cp))
+    if cat[0] in "PSZ" or cat in ("Cc", "Cf"):
+        return " "
+    if cat == "Mn" and (
+        0x0300 <= cp <= 0x036F
+        or 0x1AB0 <= cp <= 0x1AFF
+        or 0x1DC0 <= cp <= 0x1DFF
+        or 0x20D0 <= cp <= 0x20FF
+        or 0xFE20 <= cp <= 0xFE2F
+        or 0x0591 <= cp <= 0x05C7
+        or 0x064B <= cp <= 0x065F
+        or cp == 0x0670
+    ):
+        return None
+    return chr(cp)
 
 
-_TABLE: dict[int, str | None] | None = None
+class _FoldTable(dict[int, str | None]):
+    """The translate table, filled as code points are met (str.translate looks each character
+    up; a miss computes and keeps it). Building it for all 1.1 million code points up front
+    cost every process 1-2 s of CPU."""
+
+    def __missing__(self, cp: int) -> str | None:
+        value = self[cp] = _fold_cp(cp)
+        return value
+
+
+_TABLE = _FoldTable()
 
 
 def _table() -> dict[int, str | None]:
-    # Built on first non-ASCII text: a pass over every code point, paid once per process.
-    global _TABLE
-    if _TABLE is None:
-        _TABLE = _build_table()
     return _TABLE
 
 
