@@ -72,4 +72,5 @@ def test_stats_status_catch_up_and_rebuild(db_url: str, session: Session, tmp_pa
     before = run("report", "service", *WEEK, "--format", "csv").stdout
     rebuilt = json.loads(run("stats", "rebuild", "--json").stdout)
     assert rebuilt["events_applied"] == caught["events_applied"]
+    assert rebuilt["overlap_titles"] == len(BOOKS)
     assert run("report", "service", *WEEK, "--format", "csv").stdout == before

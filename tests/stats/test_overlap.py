@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from consortia.errors import Invalid
 from consortia.stats import service as stats
-from tests.stats.world import World, build
+from tests.stats.world import World, build, load_books
 
 HOLDERS = {
     "zh0": ["CN-GZUCM", "CN-SYSU", "CN-GDZSL"],
@@ -79,3 +79,27 @@ def test_language_region_member_and_moment_filters(session: Session, world: Worl
     with pytest.raises(Invalid) as err:
         _run(session, service="copy")
     assert err.value.field == "service"
+
+
+def test_the_overlap_roll_up_follows_catalogue_changes(
+    session: Session, world: World, tmp_path: Path
+) -> None:
+    from consortia.stats import overlap
+
+    assert _dist(_run(session)) == {1: 3, 2: 2, 3: 1}
+    assert overlap.is_current(session)
+    # Shenzhen loads its copy of zh1 (GZUCM's only unique title) through ingest: the triggers
+    # mark the catalogue changed and the next report sees it.
+    more = tmp_path / "more"
+    more.mkdir()
+    load_books(session, world, more, {"zh1": ["CN-SZLIB"]})
+    assert not overlap.is_current(session)
+    report = _run(session)
+    assert _dist(report) == {1: 2, 2: 3, 3: 1}
+    rows = {r["code"]: r for r in report.table("matrix").rows}
+    assert rows["CN-GZUCM"]["CN-SZLIB"] == 1
+    assert overlap.is_current(session)
+    # The roll-up gives what the catalogue gives when built from nothing.
+    assert overlap.build(session, force=True) is not None
+    session.commit()
+    assert _dist(_run(session)) == {1: 2, 2: 3, 3: 1}

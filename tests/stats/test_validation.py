@@ -138,3 +138,57 @@ def test_an_empty_consortium_has_no_fill_rate_not_zero(office: TestClient) -> No
     fill = r.json()["tables"][0]["rows"][-1]
     assert fill["measure"] == "fill_rate_percent"
     assert fill["period"] is None and fill["change"] is None and fill["change_percent"] is None
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"from": "", "to": "2016-10-23"}, "from"),  # an empty period: no first day
+        ({"from": "2016-10-17", "to": ""}, "to"),
+        ({"from": "2016-10-24", "to": "2016-10-23"}, "to"),  # ends the day before it starts
+    ],
+)
+def test_an_empty_or_inverted_period_names_the_parameter(
+    office: TestClient, params: dict[str, str], field: str
+) -> None:
+    for report in ("service", "monthly", "overlap"):
+        r = _get(office, f"/api/v1/stats/{report}", **params)
+        assert r.status_code == 422, r.text
+        body = r.json()
+        # Ours name it in "field"; a value that is no date at all is the framework's "problems".
+        named = body.get("field") or body["problems"][0]["field"]
+        assert named == field, body
+        assert field in body["detail"]
+
+
+def test_one_day_is_a_period(office: TestClient) -> None:
+    r = _get(office, "/api/v1/stats/service", **{"from": "2016-10-17", "to": "2016-10-17"})
+    assert r.status_code == 200
+
+
+def test_a_period_too_long_for_the_before_and_after_series(office: TestClient) -> None:
+    r = _get(
+        office,
+        "/api/v1/stats/impact",
+        **{"from": "1990-01-01", "to": "2016-10-23", "intervention": "2000-01-01"},
+    )
+    assert r.status_code == 422
+    assert r.json()["field"] == "to"
+    assert "322 months, at most 240" in r.json()["detail"]
+
+
+def test_refused_reports_change_nothing(office: TestClient, session: Any) -> None:
+    from consortia.stats import rollup
+
+    # A good report first: it brings the roll-ups up to date with the log.
+    assert _get(office, "/api/v1/stats/service", **WEEK).status_code == 200
+    session.expire_all()
+    before = rollup.state(session)
+    for params in ({"member": "CN-NOPE"}, {"from": "2016-10-24"}):
+        assert _get(office, "/api/v1/stats/service", **{**WEEK, **params}).status_code == 422
+    session.expire_all()
+    after = rollup.state(session)
+    assert (after.last_event_id, after.events_applied) == (
+        before.last_event_id,
+        before.events_applied,
+    )

@@ -12,6 +12,7 @@ import datetime as dt
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -21,7 +22,7 @@ from consortia.cliutil import JsonOption, cli_language, console, emit_json, fail
 from consortia.db import migrate, session_scope
 from consortia.errors import DomainError, Invalid
 from consortia.i18n import gettext
-from consortia.stats import export, rollup
+from consortia.stats import export, overlap, rollup
 from consortia.stats import service as stats
 
 stats_app = typer.Typer(
@@ -182,13 +183,17 @@ def _run_with_progress(rebuild: bool, as_json: bool) -> None:
             task = progress.add_task("roll-ups / 汇总", total=newest)
             step = rollup.rebuild if rebuild else rollup.catch_up
             result = step(session, progress=lambda _n, last: progress.update(task, completed=last))
-    data = {
+        # Rebuilding rebuilds the overlap roll-up from the catalogue too.
+        built = overlap.build(session, force=True) if rebuild else None
+    data: dict[str, Any] = {
         "events_read": result.events_read,
         "events_applied": result.events_applied,
         "last_event_id": result.last_event_id,
         "gaps": result.gaps,
         "seconds": round(time.perf_counter() - started, 2),
     }
+    if built is not None:
+        data["overlap_titles"] = built.clusters
     if as_json:
         emit_json(data)
     else:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Date, Integer, String
+from sqlalchemy import JSON, BigInteger, Date, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from consortia.db import Base, UTCDateTime
@@ -89,3 +89,41 @@ class RollupState(Base):
     events_applied: Mapped[int] = mapped_column(BigCount, nullable=False, default=0)
     updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     rebuilt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class OverlapRollup(Base):
+    """The union catalogue's titles (clusters) by the members holding them (``stats/overlap.py``).
+
+    ``holders``: the member ids, ascending, comma-separated; ``lang``: the title's language
+    (chinese, foreign); ``n`` titles had exactly these holders from the China day ``since``
+    until the day before ``until`` (9999-12-31: still). A member holds a title from the day its
+    first live record of it was loaded. Rebuilt when the catalogue changed (``dirty``).
+    """
+
+    __tablename__ = "stats_overlap"
+
+    holders: Mapped[str] = mapped_column(Text, primary_key=True)
+    lang: Mapped[str] = mapped_column(String(8), primary_key=True)
+    since: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    until: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    n: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+
+
+class OverlapState(Base):
+    """When the overlap roll-up was last built (one row, id 1; none: never)."""
+
+    __tablename__ = "stats_overlap_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    built_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    clusters: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+
+
+class CatalogueDirty(Base):
+    """A row here says the catalogue changed since the overlap roll-up was built: database
+    triggers on ``source_records`` and ``clusters`` (migration 0006) add one; a build removes
+    those it saw."""
+
+    __tablename__ = "stats_catalogue_dirty"
+
+    id: Mapped[int] = mapped_column(BigCount, primary_key=True, autoincrement=True)

@@ -38,15 +38,15 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+import numpy as np
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from consortia.catalog.models import Cluster, SourceRecord
 from consortia.errors import Invalid, NotFound
 from consortia.members.models import Member, MemberType, Region
+from consortia.stats import overlap as overlap_rollup
 from consortia.stats import regression, rollup
 from consortia.stats.models import LendingRollup, RequestRollup, TurnaroundRollup
-from consortia.stats.rollup import CHINA
 
 
 def N_(msgid: str) -> str:
@@ -1284,11 +1284,6 @@ def impact(
 # ----------------------------------------------------------------------------- overlap
 
 
-def _cluster_language() -> Any:
-    lang = Cluster.merged["languages"][0]["value"].as_string()
-    return lang
-
-
 def overlap(session: Session, f: Filters) -> Report:
     """Collection overlap in the union catalogue as it stood at the end of the period: titles
     (clusters) held by one member only — its characteristic collection — by 2, 3, … members,
@@ -1299,52 +1294,38 @@ def overlap(session: Session, f: Filters) -> Report:
         normalise_service(f.service)
         raise Invalid(MSG_NOT_APPLICABLE, field="service", name="service", report="overlap")
     scope = _begin(session, f)
-    end_moment = dt.datetime.combine(scope.end + dt.timedelta(days=1), dt.time(), CHINA)
+    overlap_rollup.refresh(session)
     universe = (
         frozenset(m.id for m in scope.members.values() if scope.in_focus(m.id))
         if scope.member is None
         else _universe_without_member_filter(session, scope)
     )
-    s = SourceRecord
-    stmt = (
-        select(s.cluster_id, s.member_id)
-        .where(
-            s.deleted.is_(False),
-            s.cluster_id.is_not(None),
-            s.loaded_at < end_moment,
-            s.member_id.in_(sorted(universe) or [-1]),
-        )
-        .group_by(s.cluster_id, s.member_id)
-    )
-    if scope.language is not None:
-        lang = _cluster_language()
-        chinese = lang.in_(("chi", "zho"))
-        stmt = stmt.join(Cluster, Cluster.id == s.cluster_id).where(
-            chinese if scope.language == "chinese" else or_(~chinese, lang.is_(None))
-        )
-    holders: dict[int, list[int]] = defaultdict(list)
-    for cluster_id, member_id in session.execute(stmt):
-        holders[int(cluster_id or 0)].append(int(member_id))
     ids = sorted(universe, key=lambda i: scope.members[i].code)
     index = {mid: i for i, mid in enumerate(ids)}
     size = len(ids)
-    matrix = [[0] * size for _ in range(size)]
+    focus = scope.member.id if scope.member is not None else None
+    # The holders of each title on the period's last day, narrowed to the members compared.
+    within: dict[frozenset[int], int] = defaultdict(int)
+    for members_of, n in overlap_rollup.holder_sets(session, scope.end, scope.language):
+        inside = members_of & universe
+        if inside and (focus is None or focus in inside):
+            within[inside] += n
     by_count: dict[int, int] = defaultdict(int)
     unique: dict[int, int] = defaultdict(int)
-    held: dict[int, int] = defaultdict(int)
-    focus = scope.member.id if scope.member is not None else None
-    for members_of in holders.values():
-        if focus is not None and focus not in members_of:
-            continue
-        k = len(members_of)
-        by_count[k] += 1
-        for a in members_of:
-            held[a] += 1
-            ia = index[a]
-            for b in members_of:
-                matrix[ia][index[b]] += 1
-        if k == 1:
-            unique[members_of[0]] += 1
+    sets = list(within.items())
+    # matrix[a][b]: titles held by both (the diagonal: titles held) = Xᵀ·diag(n)·X over the
+    # sets (X: which members are in each set).
+    x = np.zeros((len(sets), size), dtype=np.int64)
+    weights = np.zeros(len(sets), dtype=np.int64)
+    for i, (members_of, n) in enumerate(sets):
+        by_count[len(members_of)] += n
+        if len(members_of) == 1:
+            unique[next(iter(members_of))] += n
+        x[i, [index[m] for m in members_of]] = 1
+        weights[i] = n
+    product = x.T @ (x * weights[:, None]) if sets else np.zeros((size, size), dtype=np.int64)
+    matrix = [[int(v) for v in line] for line in product]
+    held = {mid: matrix[index[mid]][index[mid]] for mid in ids}
     titles = sum(by_count.values())
     dist_rows = [
         {"members": k, "titles": n, "share_percent": percent(n, titles)}
