@@ -589,7 +589,7 @@ def test_postgres_scan_cache_gives_the_same_terms(
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.text(alphabet=st.sampled_from("ab z09-_.,:;/()'xX \t"), max_size=30))
+@given(st.text(alphabet=st.sampled_from("ab z09-_.,:;/()'xX \téÜøßʹ－１Ａ‐–中ｶ"), max_size=30))
 def test_fast_tokens_equal_index_tokens(value: str) -> None:
     from consortia.search import cjk
 

@@ -182,7 +182,8 @@ def fold(text: str) -> str:
         stripped = _DIACRITICS_RE.sub("", decomposed)
         if stripped != decomposed:
             text = unicodedata.normalize("NFC", stripped)
-        text = text.translate(_LATIN_EXTRA).translate(_t2s_table())
+        if not text.isascii():  # both tables map only non-ASCII characters
+            text = text.translate(_LATIN_EXTRA).translate(_t2s_table())
     return text
 
 
