@@ -7,7 +7,7 @@ import secrets
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -36,6 +36,16 @@ class Settings(BaseSettings):
     mail_from: str = "consortia@localhost"
     # The address pages and e-mails use in links (download links in notices).
     public_url: str = "http://127.0.0.1:8000"
+    # Resource sharing: member code -> the bearer token that member's own ILL system issued to
+    # this hub, sent when the outbox calls it (JSON, ``{"CN-B": "ctk_..."}``). Kept out of the
+    # database so that a copy of it does not hold the keys to the peers; never shown in repr.
+    iso18626_tokens: dict[str, str] = Field(default_factory=dict, repr=False)
+
+    @field_validator("iso18626_tokens")
+    @classmethod
+    def _token_codes(cls, value: dict[str, str]) -> dict[str, str]:
+        # Member codes are matched without regard to case; an empty token means none.
+        return {code.strip().upper(): token for code, token in value.items() if token}
 
     def signing_key(self) -> str:
         if self.secret_key:

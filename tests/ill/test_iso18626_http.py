@@ -586,3 +586,179 @@ def test_the_same_message_sent_at_once_by_several_threads_moves_the_request_once
     ).all()
     assert len(statuses) == 1
     assert raw_post(client, body, hub.token) == answers[0]
+
+
+# ----------------------------------------------------------------------------- the peer's own id
+
+
+def outbox_messages(session: Session, request_id: int) -> list[iso.Message]:
+    peers.sync(session_factory())
+    session.expire_all()
+    return [iso.parse(bytes(r.body)) for r in peers.outbox_rows(session, request_id)]
+
+
+def supplier_ref(session: Session, request_id: int) -> str | None:
+    session.expire_all()
+    req = session.get(IllRequest, request_id)
+    assert req is not None
+    return session.scalar(
+        select(LenderAttempt.supplier_ref).where(
+            LenderAttempt.request_id == request_id, LenderAttempt.position == req.position
+        )
+    )
+
+
+def first_turn(session: Session, request_id: int) -> tuple[str, str | None, str | None]:
+    """The request's state, and how its first lender's turn stands."""
+    session.expire_all()
+    req = session.get(IllRequest, request_id)
+    assert req is not None
+    attempt = session.scalar(
+        select(LenderAttempt).where(
+            LenderAttempt.request_id == request_id, LenderAttempt.position == 0
+        )
+    )
+    assert attempt is not None
+    return req.state, attempt.status, attempt.closed
+
+
+def test_the_member_systems_own_id_is_kept_and_named_in_the_hubs_later_messages(
+    client: TestClient, session: Session, hub: Hub
+) -> None:
+    request_id = lend_from_sysu(session, hub)
+    assert supplier_ref(session, request_id) is None
+    answer = post(client, iso.to_xml(sam(request_id, Status.WILL_SUPPLY), "2017"), hub.token)
+    assert answer.confirmation_header.message_status is iso.MessageStatus.OK
+    assert supplier_ref(session, request_id) == "SYSU-77"
+    due = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(days=30)
+    post(client, iso.to_xml(sam(request_id, Status.LOANED, due=due), "2021"), hub.token)
+    staff = hub.w.staff["CN-GZUCM"]
+    ill.renew(session, staff, request_id)
+    ill.received(session, staff, request_id)
+    ill.returned(session, staff, request_id)
+    session.commit()
+    sent = outbox_messages(session, request_id)
+    assert isinstance(sent[0], iso.Request)
+    assert sent[0].header.supplying_agency_request_id is None  # not known yet
+    actions = [
+        (m.action, m.header.supplying_agency_request_id)
+        for m in sent
+        if isinstance(m, iso.RequestingAgencyMessage)
+    ]
+    assert actions == [
+        (RequesterAction.RENEW, "SYSU-77"),
+        (RequesterAction.RECEIVED, "SYSU-77"),
+        (RequesterAction.SHIPPED_RETURN, "SYSU-77"),
+    ]
+    # Built again, the messages are the same ones: nothing new is written.
+    assert peers.sync(session_factory()) == 0
+
+
+def test_an_overlong_id_of_the_member_system_is_refused_and_changes_nothing(
+    client: TestClient, session: Session, hub: Hub
+) -> None:
+    request_id = lend_from_sysu(session, hub)
+    msg = sam(request_id, Status.WILL_SUPPLY)
+    msg = dataclasses.replace(
+        msg, header=dataclasses.replace(msg.header, supplying_agency_request_id="X" * 101)
+    )
+    events = counts(session)[0]
+    answer = post(client, iso.to_xml(msg, "2017"), hub.token)
+    assert error_of(answer) == (
+        "UnrecognisedDataValue",
+        "supplyingAgencyRequestId: at most 100 characters",
+    )
+    assert lender_status(session, request_id) == ("Sent", "RequestReceived")
+    assert supplier_ref(session, request_id) is None
+    assert counts(session)[0] == events
+
+
+def test_when_the_member_system_does_not_answer_in_time_it_is_sent_a_cancel(
+    client: TestClient, session: Session, hub: Hub
+) -> None:
+    request_id = lend_from_sysu(session, hub, "Copy")
+    # It said it expects to supply, then never shipped: the hub moves on (here no other
+    # member holds the book, so the request ends Unfilled).
+    post(
+        client,
+        iso.to_xml(
+            sam(request_id, Status.EXPECT_TO_SUPPLY, reason=SupplierMessageReason.REQUEST_RESPONSE),
+            "2017",
+        ),
+        hub.token,
+    )
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=30)
+    report = ill.expire_unanswered(session_factory(), now=later)
+    assert report.advanced == 1
+    assert first_turn(session, request_id) == ("Unfilled", "ExpectToSupply", "expired")
+    sent = outbox_messages(session, request_id)
+    assert [type(m).__name__ for m in sent] == ["Request", "RequestingAgencyMessage"]
+    cancel = sent[-1]
+    assert isinstance(cancel, iso.RequestingAgencyMessage)
+    assert cancel.action is RequesterAction.CANCEL
+    assert cancel.header.supplying_agency_id == SYSU
+    assert cancel.header.requesting_agency_request_id == str(request_id)
+    assert cancel.header.supplying_agency_request_id == "SYSU-77"
+    assert cancel.note == ill.R_EXPIRED
+    # Its CancelResponse is acknowledged and changes nothing; anything else from it now is
+    # refused naming it.
+    events = counts(session)[0]
+    answer = post(
+        client,
+        iso.to_xml(
+            sam(
+                request_id,
+                Status.CANCELLED,
+                reason=SupplierMessageReason.CANCEL_RESPONSE,
+                answer=True,
+            ),
+            "2017",
+        ),
+        hub.token,
+    )
+    assert answer.confirmation_header.message_status is iso.MessageStatus.OK, answer
+    late = post(client, iso.to_xml(sam(request_id, Status.COPY_COMPLETED), "2017"), hub.token)
+    assert error_of(late) == (
+        "UnrecognisedDataValue",
+        f"supplyingAgencyId: CN-SYSU is not the lender of request {request_id}",
+    )
+    assert counts(session)[0] == events
+    assert first_turn(session, request_id) == ("Unfilled", "ExpectToSupply", "expired")
+
+
+def test_a_member_system_that_never_answered_is_cancelled_and_the_next_lender_asked(
+    session: Session, tmp_path: Path
+) -> None:
+    w = world.build(
+        session,
+        tmp_path,
+        {"zh0": {"CN-SYSU": ["available"], "CN-JLU": ["available"]}},
+        readers=("CN-GZUCM",),
+    )
+    members.update_member(session, SYSTEM, "CN-SYSU", {"iso18626_url": PEER_URL})
+    session.commit()
+    ill.reset_caches()
+    result = ill.create_request(
+        session,
+        w.readers["CN-GZUCM"],
+        NewRequest(service_type="Loan", cluster_id=w.clusters["zh0"]),
+    )
+    session.commit()
+    # Same region first: CN-SYSU (a member system), then CN-JLU (Jilin).
+    assert result.lender_id == w.ids["CN-SYSU"]
+    ill.expire_unanswered(session_factory(), now=dt.datetime.now(dt.UTC) + dt.timedelta(days=10))
+    session.expire_all()
+    req = session.get(IllRequest, result.request_id)
+    assert req is not None and (req.state, req.lender_id) == ("Sent", w.ids["CN-JLU"])
+    sent = outbox_messages(session, result.request_id)
+    assert [type(m).__name__ for m in sent] == ["Request", "RequestingAgencyMessage"]
+    cancel = sent[-1]
+    assert isinstance(cancel, iso.RequestingAgencyMessage)
+    assert (cancel.action, cancel.header.supplying_agency_request_id) == (
+        RequesterAction.CANCEL,
+        None,  # it never answered, so never said its id
+    )
+    # A lender that declines by itself is not sent a Cancel: only the hub's own moving on is.
+    ill.unfilled(session, w.staff["CN-JLU"], result.request_id, "not on the shelf")
+    session.commit()
+    assert len(outbox_messages(session, result.request_id)) == 2

@@ -16,6 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -26,7 +28,10 @@ from consortia.ill import peers
 from consortia.ill import service as ill
 from consortia.ill.models import OutboxRow
 from consortia.ill.states import RequesterAction
+from consortia.settings import Settings, get_settings, reset_settings
 from tests.conftest import add_region_and_member
+
+TOKENS_ENV = "CONSORTIA_ISO18626_TOKENS"
 
 
 @dataclass
@@ -252,12 +257,23 @@ def test_the_member_systems_token_is_sent(
     )
     assert row is not None
     session.commit()
-    monkeypatch.setenv(peers.TOKENS_ENV, '{"cn-b": "ctk_from-cn-b"}')
+    # The setting, from the environment like every other (codes in any case; empty: none).
+    monkeypatch.setenv(TOKENS_ENV, '{"cn-b": "ctk_from-cn-b", "CN-C": ""}')
+    reset_settings()
+    assert get_settings().iso18626_tokens == {"CN-B": "ctk_from-cn-b"}
+    assert "ctk_from-cn-b" not in repr(get_settings())
     assert peers.peer_tokens() == {"CN-B": "ctk_from-cn-b"}
     assert peers.deliver_due(session_factory(), now=T0).delivered == 1
     assert peer.auth == ["Bearer ctk_from-cn-b"]
-    monkeypatch.setenv(peers.TOKENS_ENV, "not json")
-    assert peers.peer_tokens() == {}
+
+
+@pytest.mark.parametrize("value", ["not json", '["CN-B", "ctk"]', '{"CN-B": ["ctk"]}'])
+def test_a_tokens_setting_that_is_not_a_json_object_of_strings_is_refused_by_name(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv(TOKENS_ENV, value)
+    with pytest.raises((SettingsError, ValidationError), match="iso18626_tokens"):
+        Settings()
 
 
 def _member_id(session: Session, code: str) -> int:
@@ -276,7 +292,8 @@ def test_the_periodic_task_catches_up_and_delivers(
     assert "consortia.ill.peers.deliver_outbox" in consortia.tasks.huey._registry._registry
     rid = requests[0]
     enqueue_all(session, peer, [(rid, action(rid, RequesterAction.NOTIFICATION))])
-    monkeypatch.delenv(peers.TOKENS_ENV, raising=False)
+    monkeypatch.delenv(TOKENS_ENV, raising=False)
+    reset_settings()
     result = peers.deliver_outbox.call_local()
     assert result == {"delivered": 1, "rejected": 0, "failed": 0, "waiting": 0}
     assert [a for _, a in peer.received] == ["Notification"]

@@ -24,7 +24,10 @@ What each message does:
   is the one whose id is ``requestingAgencyRequestId``): RequestResponse, StatusChange and
   StatusRequestResponse report the lender's status (``service.lender_status``); RenewResponse
   answers a renewal (``answer_renewal``), CancelResponse a cancellation (``answer_cancel``);
-  Notification is acknowledged.
+  Notification is acknowledged. The member system's own id (``supplyingAgencyRequestId``) is
+  kept on its rota row (``service.note_supplier_ref``) and named in the hub's later messages
+  to it. A CancelResponse from a member the hub already moved on from (it sent that member a
+  Cancel) is acknowledged and changes nothing.
 - ``Request`` (a member system borrows through the hub, the hub acting as supplier network):
   a request of the hub with the member as requesting library and no reader of the hub (the
   member system's own patron is kept only as ``patron_ref``, the patron id it sent), its
@@ -265,11 +268,17 @@ def _supplying(
     wanted = header.requesting_agency_id.value.strip().upper()
     if borrower is None or borrower.code.upper() != wanted:
         raise _err(VALUE, MSG_NOT_REQUESTER, value=header.requesting_agency_id.value, id=req.id)
-    if req.lender_id != member.id:
-        raise _err(VALUE, MSG_NOT_LENDER, value=member.code, id=req.id)
     info, status = msg.message_info, msg.status_info
-    note = info.note or ""
     reason = info.reason_for_message
+    if req.lender_id != member.id:
+        if reason is SupplierMessageReason.CANCEL_RESPONSE and _former_lender(session, req, member):
+            # The answer to the Cancel the hub sent when it moved on from this member (no
+            # answer in time): acknowledged, nothing left to change.
+            return req.id
+        raise _err(VALUE, MSG_NOT_LENDER, value=member.code, id=req.id)
+    # The member system's own id for the request, named again in the hub's later messages.
+    ill.note_supplier_ref(session, actor, req.id, header.supplying_agency_request_id)
+    note = info.note or ""
     if reason is SupplierMessageReason.RENEW_RESPONSE:
         approve = info.answer_yes_no is True or (
             info.answer_yes_no is None and status.due_date is not None
@@ -284,6 +293,19 @@ def _supplying(
     else:
         ill.lender_status(session, actor, req.id, status.status, note=note, due=status.due_date)
     return req.id
+
+
+def _former_lender(session: Session, req: IllRequest, member: Member) -> bool:
+    """The member was asked for the request earlier and its turn is over."""
+    found = session.scalar(
+        select(LenderAttempt.id).where(
+            LenderAttempt.request_id == req.id,
+            LenderAttempt.lender_id == member.id,
+            LenderAttempt.status.is_not(None),
+            LenderAttempt.closed.is_not(None),
+        )
+    )
+    return found is not None
 
 
 def _requesting(

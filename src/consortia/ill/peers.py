@@ -5,8 +5,11 @@ The hub talks to it in two roles:
 
 - **as requester**, when one of the hub's requests is routed to that member: a ``Request`` when
   the request is sent to it, then ``RequestingAgencyMessage``s for the requester's actions
-  (Received, ShippedReturn, Cancel, Renew). Its answers come back to ``/iso18626`` as
-  ``SupplyingAgencyMessage``s (``ill/iso18626_api.py``).
+  (Received, ShippedReturn, Cancel, Renew), each naming the member system's own id for the
+  request (``supplyingAgencyRequestId``, kept from its answers), and a Cancel when the hub
+  moves on from it because it did not answer (or ship) in time.
+  Its answers come back to ``/iso18626`` as ``SupplyingAgencyMessage``s
+  (``ill/iso18626_api.py``).
 - **as supplier network**, for requests that member sent to the hub's ``/iso18626``: a
   ``SupplyingAgencyMessage`` for each step the hub's lending library takes (the request is with
   a lender: ExpectToSupply; WillSupply; Loaned / CopyCompleted; LoanCompleted; Unfilled when no
@@ -36,21 +39,23 @@ one to the same peer about the same request is still pending, so a peer never se
 before WillSupply or ShippedReturn before Received.
 
 Credentials: a member system's endpoint is called with the API token *it* issued to the hub
-(``Authorization: Bearer``), read from the environment as ``CONSORTIA_ISO18626_TOKENS``, a JSON
-object from member code to token (``{"CN-B": "ctk_..."}``); kept out of the database so that a
-copy of it does not hold the keys to the peers. A member without a token is called without one.
+(``Authorization: Bearer``), the setting ``iso18626_tokens`` (``CONSORTIA_ISO18626_TOKENS``, a
+JSON object from member code to token, ``{"CN-B": "ctk_..."}``; see ``consortia.settings``);
+kept out of the database so that a copy of it does not hold the keys to the peers. A member
+without a token is called without one.
 
-Agency ids are ``ISIL:<member code>`` on both sides; the request ids are the hub's request id
-(as requester) and the member system's own id, kept as the request's ``requester_ref`` (as
-supplier). No reader's personal data leaves the hub: the Request carries no patron details.
+Agency ids are ``ISIL:<member code>`` on both sides. Request ids: as requester, the hub's
+request id is ``requestingAgencyRequestId`` and the member system's own id
+(``supplyingAgencyRequestId``) is kept on its rota row (``ill_lender_attempts.supplier_ref``);
+as supplier, the member system's id is kept as the request's ``requester_ref`` and the hub's
+request id is the ``supplyingAgencyRequestId``. No reader's personal data leaves the hub: the
+Request carries no patron details.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
-import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,6 +78,7 @@ from consortia.ill.states import (
     SupplierMessageReason,
 )
 from consortia.members.models import Member
+from consortia.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -364,12 +370,33 @@ def messages_for_request(
         if lender is not None and lender.url and not borrower.url:
             # The hub asks a member system: a Request, then the requester's actions.
             msg: iso.Message | None = None
+            # The member system's own id, as it stood when the event was written (the event
+            # carries it): the message is the same, and so is its key, whenever it is built.
+            ref = p.get("supplier_ref") or None
             if ev.action == "ill.request.sent":
                 msg = build_request(req, borrower.code, lender.code, ev.at)
             elif ev.action in REQUESTER_ACTIONS:
                 note = p.get("reason") or None
                 msg = build_action(
-                    req, borrower.code, lender.code, REQUESTER_ACTIONS[ev.action], ev.at, note=note
+                    req,
+                    borrower.code,
+                    lender.code,
+                    REQUESTER_ACTIONS[ev.action],
+                    ev.at,
+                    note=note,
+                    supplier_ref=ref,
+                )
+            elif ev.action == "ill.request.declined" and p.get("status") == "expired":
+                # No answer (or no shipment) in time: the hub moved on to the next lender. The
+                # member system's transaction is over too; tell it, or it would still supply.
+                msg = build_action(
+                    req,
+                    borrower.code,
+                    lender.code,
+                    RequesterAction.CANCEL,
+                    ev.at,
+                    note=p.get("reason") or None,
+                    supplier_ref=ref,
                 )
             if msg is not None:
                 out.append(Outgoing(lender.url, lender.id, msg, ev.id))
@@ -519,22 +546,11 @@ class DeliveryReport:
     errors: list[str] = field(default_factory=list)
 
 
-TOKENS_ENV = "CONSORTIA_ISO18626_TOKENS"
-
-
 def peer_tokens() -> dict[str, str]:
-    """Member code -> the bearer token its system gave the hub (``CONSORTIA_ISO18626_TOKENS``)."""
-    raw = os.environ.get(TOKENS_ENV, "").strip()
-    if not raw:
-        return {}
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        log.error("%s is not a JSON object; calling member systems without tokens", TOKENS_ENV)
-        return {}
-    if not isinstance(data, dict):
-        return {}
-    return {str(k).upper(): str(v) for k, v in data.items() if v}
+    """Member code (upper case) -> the bearer token its system gave the hub: the setting
+    ``iso18626_tokens`` (``CONSORTIA_ISO18626_TOKENS``; a value that is not a JSON object of
+    strings stops the settings from loading, naming the setting)."""
+    return dict(get_settings().iso18626_tokens)
 
 
 def _as_message(row: OutboxRow) -> outbox.OutboxMessage:

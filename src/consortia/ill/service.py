@@ -333,7 +333,7 @@ _SQL_LOAD = (
     "SELECT r.id, r.state, r.service_type, r.version, r.borrower_id, r.pickup_id, r.lender_id, "
     "r.position, r.language, r.reader_id, r.due_at, r.loan_due_at, a.status, "
     "a.condition_state, a.renew_requested_at, a.cancel_requested_at, a.renewals, "
-    "a.answered_at FROM ill_requests r LEFT JOIN ill_lender_attempts a "
+    "a.answered_at, a.supplier_ref FROM ill_requests r LEFT JOIN ill_lender_attempts a "
     "ON a.request_id = r.id AND a.position = r.position WHERE r.id = ?"
 )
 _SQL_LOAD_LOCKED = _SQL_LOAD + " FOR UPDATE OF r"
@@ -359,6 +359,8 @@ class _Row(NamedTuple):
     cancel_requested_at: Any
     renewals: int | None
     answered_at: Any
+    # The lender's own id when it runs its own ILL system (ISO 18626 supplyingAgencyRequestId).
+    supplier_ref: str | None
 
 
 def _load(db: _Db, request_id: int, *, skip_locked: bool = False) -> _Row | None:
@@ -1211,6 +1213,7 @@ def create_request(
         None,
         None,
         None,
+        None,
     )
     tx = _Tx(db, row, actor, at, v=len(states) - 1, session=session)
     tx.request["lender_id"] = None
@@ -1349,12 +1352,20 @@ def _decline(
         position=tx.row.position,
         status=status or closed,
         reason=note,
+        **_peer_ref(tx.row),
     )
     _note_load(session, tx.row.lender_id, tx.row.borrower_id, left=1, declined=1)
     _advance(session, tx, member_id)
 
 
 # ----------------------------------------------------------------------------- who may act
+
+
+def _peer_ref(row: _Row) -> dict[str, str]:
+    """For the events of the requester's side: the lender system's own id for the request, so
+    that the ISO 18626 message each event calls for (``ill/peers.py``, built from the event)
+    names it, and is the same message whenever it is built. Nothing for the hub's libraries."""
+    return {"supplier_ref": row.supplier_ref} if row.supplier_ref else {}
 
 
 def _check_lender(actor: Principal, row: _Row) -> None:
@@ -1410,6 +1421,36 @@ def lender_status(
     _check_lender(actor, tx.row)
     _supplier(session, tx, Status(status), note=_strip(note, "note"), due=due)
     return tx.write()
+
+
+SUPPLIER_REF_MAX = 100  # ill_lender_attempts.supplier_ref
+
+
+def note_supplier_ref(session: Work, actor: Principal, request_id: int, ref: str | None) -> bool:
+    """Keep the current lender system's own id for the request (ISO 18626
+    ``supplyingAgencyRequestId``, from its SupplyingAgencyMessages) on its rota row; the
+    requester's later messages to it name it. Not a transition (no state, no event: the message
+    that carried it is kept in ``ill_received_messages``); True when it was new or changed."""
+    ref = (ref or "").strip()
+    if not ref:
+        return False
+    if len(ref) > SUPPLIER_REF_MAX:
+        raise Invalid(
+            MSG_TOO_LONG,
+            field="supplier_ref",
+            name="supplyingAgencyRequestId",
+            n=SUPPLIER_REF_MAX,
+        )
+    db = _Db(session)
+    row = _must_load(db, request_id)
+    _check_lender(actor, row)
+    if row.status is None or row.supplier_ref == ref:
+        return False
+    db.run(
+        "UPDATE ill_lender_attempts SET supplier_ref = ? WHERE request_id = ? AND position = ?",
+        (ref, row.id, row.position),
+    )
+    return True
 
 
 def _supplier(
@@ -1695,7 +1736,7 @@ def received(
     tx.request["received_at"] = tx.now
     if row.service_type == ServiceType.COPY.value:
         tx.request.update(due_at=None, closed_at=tx.now)
-    tx.move(event, "ill.request.received", row.borrower_id)
+    tx.move(event, "ill.request.received", row.borrower_id, **_peer_ref(row))
     return tx.write()
 
 
@@ -1709,7 +1750,7 @@ def returned(
     event = _requester_action(tx, RequesterAction.SHIPPED_RETURN)
     assert event is HubEvent.RETURNED
     tx.request["due_at"] = None
-    tx.move(event, "ill.request.returned", row.borrower_id)
+    tx.move(event, "ill.request.returned", row.borrower_id, **_peer_ref(row))
     return tx.write()
 
 
@@ -1724,7 +1765,7 @@ def renew(
     if row.renew_requested_at is not None:
         return tx.write()  # asked already: a repeat changes nothing
     tx.attempt["renew_requested_at"] = tx.now
-    tx.event("ill.loan.renew_requested", row.state, row.state, row.borrower_id)
+    tx.event("ill.loan.renew_requested", row.state, row.state, row.borrower_id, **_peer_ref(row))
     return tx.write()
 
 
@@ -1768,7 +1809,14 @@ def cancel(
         return tx.write()
     tx.attempt["cancel_requested_at"] = tx.now
     tx.request["outcome"] = reason
-    tx.event("ill.request.cancel_requested", row.state, row.state, row.borrower_id, reason=reason)
+    tx.event(
+        "ill.request.cancel_requested",
+        row.state,
+        row.state,
+        row.borrower_id,
+        reason=reason,
+        **_peer_ref(row),
+    )
     return tx.write()
 
 
