@@ -574,6 +574,57 @@ def test_files_are_removed_once_no_link_can_be_used(
     assert session.scalar(select(func.count()).select_from(DownloadLink)) == 1
 
 
+def test_the_hourly_task_removes_files_no_link_can_use_through_the_service(
+    session: Session, w: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from huey.api import PeriodicTask
+
+    from consortia.ill import tasks
+
+    assert isinstance(tasks.ill_remove_expired_files.task_class(), PeriodicTask)
+    # Small pages and batches: the used-up link sits behind more live documents than one
+    # page holds, and the removals take more than one batch.
+    monkeypatch.setattr(delivery, "FILES_PAGE", 2)
+    monkeypatch.setattr(tasks, "FILE_BATCH", 1)
+    now = dt.datetime.now(dt.UTC)
+    ill.set_policy(
+        session, CLI, effective_from=now - dt.timedelta(days=60), link_valid_days=3, max_downloads=1
+    )
+    session.commit()
+    live = []
+    for n in range(3):
+        rid = copy_request(session, w, pages=f"{10 + n * 5}-{12 + n * 5}")
+        delivery.upload(session, lender(w), rid, make_pdf(2), at=now)
+        live.append(rid)
+    used = copy_request(session, w, pages="60-61")
+    delivery.upload(session, lender(w), used, make_pdf(2), at=now)
+    old = copy_request(session, w, pages="70-71", at=now - dt.timedelta(days=20))
+    delivery.upload(session, lender(w), old, make_pdf(2), at=now - dt.timedelta(days=19))
+    session.commit()
+    token = delivery.link_for(session, reader(w), used, at=now).token
+    assert token is not None
+    assert delivery.download(session, reader(w), token, at=now).outcome == "ok"
+    session.commit()
+    assert len(stored_files(tmp_path)) == 2 * 5
+    # The task runs the service now: the used-up and the old document lose their files.
+    assert tasks.ill_remove_expired_files.call_local() == {"removed": 2}
+    assert len(stored_files(tmp_path)) == 2 * 3
+    session.expire_all()
+    removed = {
+        d.request_id
+        for d in session.scalars(
+            select(DeliveredDocument).where(DeliveredDocument.removed_at.is_not(None))
+        )
+    }
+    assert removed == {used, old}
+    for rid in (used, old):
+        assert actions(session, rid).count("ill.document.removed") == 1
+    assert all("ill.document.removed" not in actions(session, rid) for rid in live)
+    # Again: nothing left to do, nothing recorded twice.
+    assert tasks.ill_remove_expired_files.call_local() == {"removed": 0}
+    assert actions(session, used).count("ill.document.removed") == 1
+
+
 def test_damaged_pdfs_are_refused_as_unreadable_never_a_crash(
     session: Session, w: World, tmp_path: Path
 ) -> None:
@@ -674,8 +725,9 @@ def test_the_service_refuses_a_copy_over_the_page_limit_before_routing(
     from consortia.ill.models import IllRequest
 
     before = session.query(IllRequest).count()
-    new = NewRequest(service_type="Copy", cluster_id=w.clusters["zh0"],
-                     article_title="第三章", pages="1-60")
+    new = NewRequest(
+        service_type="Copy", cluster_id=w.clusters["zh0"], article_title="第三章", pages="1-60"
+    )
     with pytest.raises(Invalid) as refused:
         ill_service.create_request(session, reader(w), new)
     assert "over the limit of 50 pages per request" in refused.value.render()

@@ -852,42 +852,65 @@ def download(
 # ----------------------------------------------------------------------------- clean-up
 
 
+FILES_PAGE = 200  # documents looked at per statement by remove_expired_files
+
+
 def remove_expired_files(
     session: Session, actor: Principal, *, now: dt.datetime | None = None, limit: int = 500
 ) -> int:
     """Delete the files of delivered documents nobody can download any more: past their link
     time (``link_valid_days`` after the upload, the policy then), or whose link is used up.
-    The rows stay, marked ``removed_at``, for the statistics; each removal is an event. The
-    caller commits; a file already gone is no error (a retry after a crash)."""
+    The rows stay, marked ``removed_at``, for the statistics; each removal is an event. At most
+    ``limit`` removals; the count. The caller commits; a file already gone is no error (a retry
+    after a crash).
+
+    Documents are looked at oldest first, page by page past those still in use, so a used-up
+    link behind many live ones is reached too. On PostgreSQL the rows are locked with SKIP
+    LOCKED: two workers at once never remove (and record) one document twice."""
     now = now or utcnow()
-    docs = session.scalars(
-        select(DeliveredDocument)
-        .where(DeliveredDocument.removed_at.is_(None), DeliveredDocument.uploaded_at <= now)
-        .order_by(DeliveredDocument.id)
-        .limit(limit)
-    ).all()
+    pg = session.get_bind().dialect.name == "postgresql"
     done = 0
-    for doc in docs:
-        uploaded = _aware(doc.uploaded_at)
-        days = service.current_policy(session, uploaded).link_valid_days
-        link = _current_link(session, doc)
-        spent = link is not None and _link_state(link, now) in ("expired", "exhausted")
-        if uploaded + dt.timedelta(days=days) > now and not spent:
-            continue
-        for name in (doc.file_path, doc.stamped_path):
-            if name:
-                Path(name).unlink(missing_ok=True)
-        doc.removed_at = now
-        request = session.get(IllRequest, doc.request_id)
-        events.record(
-            session,
-            actor,
-            "ill.document.removed",
-            service.ENTITY,
-            doc.request_id,
-            {"document": doc.id, "reason": "exhausted" if spent else "expired"},
-            member_id=request.borrower_id if request else None,
+    after = 0
+    while done < limit:
+        stmt = (
+            select(DeliveredDocument)
+            .where(
+                DeliveredDocument.removed_at.is_(None),
+                DeliveredDocument.uploaded_at <= now,
+                DeliveredDocument.id > after,
+            )
+            .order_by(DeliveredDocument.id)
+            .limit(FILES_PAGE)
         )
-        done += 1
+        if pg:
+            stmt = stmt.with_for_update(skip_locked=True)
+        docs = session.scalars(stmt).all()
+        if not docs:
+            break
+        for doc in docs:
+            after = doc.id
+            if done >= limit:
+                break
+            uploaded = _aware(doc.uploaded_at)
+            days = service.current_policy(session, uploaded).link_valid_days
+            link = _current_link(session, doc)
+            spent = link is not None and _link_state(link, now) in ("expired", "exhausted")
+            if uploaded + dt.timedelta(days=days) > now and not spent:
+                continue
+            for name in (doc.file_path, doc.stamped_path):
+                if name:
+                    Path(name).unlink(missing_ok=True)
+            doc.removed_at = now
+            request = session.get(IllRequest, doc.request_id)
+            events.record(
+                session,
+                actor,
+                "ill.document.removed",
+                service.ENTITY,
+                doc.request_id,
+                {"document": doc.id, "reason": "exhausted" if spent else "expired"},
+                member_id=request.borrower_id if request else None,
+            )
+            done += 1
     session.flush()
     return done

@@ -12,9 +12,11 @@ from typing import Any
 
 from huey import crontab
 
-from consortia.db import session_factory
+from consortia.db import session_factory, session_scope
 from consortia.ill import service
 from consortia.tasks import huey
+
+FILE_BATCH = 500  # delivered documents whose files one transaction removes
 
 
 def _summary(report: service.TimerReport) -> dict[str, Any]:
@@ -42,6 +44,22 @@ def ill_loan_timers() -> dict[str, Any]:
 def ill_expire_links() -> dict[str, Any]:
     """Download links past their time are marked expired, once each."""
     return {"expired": service.expire_links(session_factory())}
+
+
+@huey.periodic_task(crontab(minute="40"))
+def ill_remove_expired_files() -> dict[str, Any]:
+    """Delivered documents nobody can download any more (link time over, or used up): their
+    files are deleted, the rows stay for the statistics, each removal an event. A batch per
+    transaction until none is left."""
+    from consortia.ill import delivery
+
+    removed = 0
+    while True:
+        with session_scope() as session:
+            done = delivery.remove_expired_files(session, service.SYSTEM_TIMER, limit=FILE_BATCH)
+        removed += done
+        if done < FILE_BATCH:
+            return {"removed": removed}
 
 
 @huey.periodic_task(crontab(hour="3", minute="20"))
