@@ -588,6 +588,84 @@ def verify(url: str) -> dict[str, Any]:
     }
 
 
+# ----------------------------------------------------------------------------- the baseline
+
+RAW_SCHEMA = (
+    "CREATE TABLE requests (id INTEGER PRIMARY KEY, state TEXT NOT NULL, lender_id INTEGER, "
+    "due_at TEXT, version INTEGER NOT NULL, updated_at TEXT NOT NULL)",
+    "CREATE INDEX ix_requests_lender_state_due ON requests (lender_id, state, due_at)",
+    # The event log's shape and indexes (consortia/events/models.py).
+    "CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, "
+    "actor TEXT NOT NULL, actor_user_id INTEGER, action TEXT NOT NULL, entity_type TEXT NOT NULL, "
+    "entity_id TEXT NOT NULL, member_id INTEGER, payload TEXT NOT NULL)",
+    "CREATE INDEX ix_events_entity ON events (entity_type, entity_id)",
+    "CREATE INDEX ix_events_action_at ON events (action, at)",
+    "CREATE INDEX ix_events_member_id ON events (member_id)",
+)
+
+
+def raw_sqlite(directory: str, n: int = 50_000, rows: int = 100_000) -> dict[str, float]:
+    """What SQLite itself manages here, in the same run: transactions of two statements (move
+    one row of a requests table, append one event), committed one by one, through Python's
+    sqlite3 with the platform's pragmas (WAL, synchronous=NORMAL, foreign keys)."""
+    import sqlite3
+
+    Path(directory).mkdir()
+    path = Path(directory) / "raw.db"
+    con = sqlite3.connect(path, isolation_level=None)
+    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
+        con.execute(f"PRAGMA {pragma}")
+    for ddl in RAW_SCHEMA:
+        con.execute(ddl)
+    rnd = random.Random(1)
+    stamp = "2014-03-01 08:00:00.000000"
+    con.execute("BEGIN")
+    con.executemany(
+        "INSERT INTO requests VALUES (?, 'Sent', ?, ?, 1, ?)",
+        ((i, rnd.randrange(13), stamp, stamp) for i in range(1, rows + 1)),
+    )
+    con.execute("COMMIT")
+    payload = orjson_payload()
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    for i in range(n):
+        rid = rnd.randrange(1, rows + 1)
+        at = f"2014-03-{1 + i * 27 // n:02d} 09:{i % 60:02d}:00.000000"
+        con.execute("BEGIN")
+        con.execute(
+            "UPDATE requests SET state = ?, due_at = ?, version = version + 1, updated_at = ? "
+            "WHERE id = ?",
+            ("Shipped" if i % 2 else "Sent", at, at, rid),
+        )
+        con.execute(
+            "INSERT INTO events (at, actor, actor_user_id, action, entity_type, entity_id, "
+            "member_id, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (at, "user:staff", 7, "ill.request.shipped", "ill_request", str(rid), 3, payload),
+        )
+        con.execute("COMMIT")
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    con.close()
+    return {"transactions": n, "seconds": wall, "cpu": cpu, "per_s": n / wall, "per_cpu_s": n / cpu}
+
+
+def orjson_payload() -> str:
+    import orjson
+
+    return orjson.dumps(
+        {
+            "from": "Sent",
+            "to": "Shipped",
+            "borrower": 3,
+            "lender": 7,
+            "service": "Copy",
+            "lang": "chinese",
+            "v": 4,
+            "status": "CopyCompleted",
+            "position": 0,
+            "loan_due": None,
+        }
+    ).decode()
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -612,10 +690,22 @@ def run(label: str, url: str, n: int, seed: int, workers: int) -> dict[str, Any]
     if workers == 1:
         use_database(url)
         replay = Replay(s, arrivals, 0, None)
-        if os.environ.get("BENCH_PROFILE"):
+        if os.environ.get("BENCH_PYINSTRUMENT"):
+            # A sampling profile (pyinstrument, not a dependency: put it on PYTHONPATH).
+            from pyinstrument import Profiler
+
+            profiler = Profiler(interval=0.0005)
+            profiler.start()
+            results = [replay.run()]
+            profiler.stop()
+            Path(os.environ["BENCH_PYINSTRUMENT"]).write_text(
+                profiler.output_text(unicode=True, show_all=False)
+            )
+        elif os.environ.get("BENCH_PROFILE"):
             import cProfile
 
-            profile = cProfile.Profile()
+            # CPU time, not wall: on a shared machine waiting for a core is not the code's cost.
+            profile = cProfile.Profile(time.process_time)
             results = [profile.runcall(replay.run)]
             profile.dump_stats(os.environ["BENCH_PROFILE"])
         else:
@@ -686,6 +776,21 @@ def report(r: dict[str, Any]) -> None:
     print(f"| declined by a lender / expired | {c['actions']['ill.request.declined']:,} |")
     verdict = "none" if not c["problems"] else f"{len(c['problems'])} PROBLEMS"
     print(f"| requests advanced twice or left open | {verdict} |")
+    raws = r.get("raw") or []
+    if raws:
+        per_s = sum(x["per_s"] for x in raws) / len(raws)
+        per_cpu = sum(x["per_cpu_s"] for x in raws) / len(raws)
+        shown = " / ".join(f"{x['per_s']:,.0f}" for x in raws)
+        cpu_shown = " / ".join(f"{x['per_cpu_s']:,.0f}" for x in raws)
+        calls_s = r["calls"] / r["seconds"]
+        calls_cpu = r["calls"] / r["cpu"]
+        print(f"| raw SQLite 2-statement transactions/s (before / after) | {shown} |")
+        print(f"| raw SQLite transactions per CPU second (before / after) | {cpu_shown} |")
+        print(f"| service calls/s ÷ raw transactions/s (wall) | {calls_s / per_s:.3f} |")
+        print(f"| service calls per CPU s ÷ raw per CPU s | {calls_cpu / per_cpu:.3f} |")
+    if r["label"] == "SQLite":
+        met = "met" if r["seconds"] <= 300 else "NOT met"
+        print(f"| target (whole year <= 5 min wall) | {met} |")
     for p in c["problems"][:20]:
         print("   ", p)
 
@@ -704,6 +809,7 @@ def main() -> None:
     )
     ap.add_argument("--workers", type=int, default=2, help="worker processes on PostgreSQL")
     ap.add_argument("--sqlite-workers", type=int, default=1, help="worker processes on SQLite")
+    ap.add_argument("--no-baseline", action="store_true", help="skip the raw SQLite baseline")
     ap.add_argument(
         "--pg-synchronous-commit",
         choices=("on", "off"),
@@ -718,7 +824,13 @@ def main() -> None:
             prefix="bench-ill-", dir=os.environ.get("BENCH_DIR")
         ) as tmp:
             url = f"sqlite:///{tmp}/ill.db"
+            # The baseline before and after the replay (the machine is shared: both shown,
+            # their mean used for the ratio).
+            raws = [raw_sqlite(tmp + "/before")] if not args.no_baseline else []
             runs.append(run("SQLite", url, args.requests, args.seed, args.sqlite_workers))
+            if raws:
+                raws.append(raw_sqlite(tmp + "/after"))
+            runs[-1]["raw"] = raws
             report(runs[-1])
     if args.postgresql:
         from sqlalchemy import create_engine, make_url, text

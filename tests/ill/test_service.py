@@ -711,3 +711,17 @@ def test_attempt_rows_are_the_rota(session: Session, w: World) -> None:
     assert only.factors["no_item_data"] == -5
     # FOSU takes three working days to respond: Tuesday -> Friday.
     assert only.due_at == TUESDAY + dt.timedelta(days=3)
+
+
+def test_sqlite_connections_the_service_writes_on_checkpoint_less_often(
+    session: Session, w: World
+) -> None:
+    conn = session.connection()
+    if conn.dialect.name != "sqlite":
+        pytest.skip("a SQLite setting")
+    ill.create_request(session, reader(w), loan(w), at=TUESDAY)
+    # The same DBAPI connection, as the pool keeps it for the next transaction.
+    assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 10_000
+    assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -65_536
+    session.commit()
+    assert session.connection().exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"

@@ -241,6 +241,17 @@ class Result:
 _PG_SQL: dict[str, str] = {}
 
 
+# SQLite, set once per DBAPI connection the service writes on (the pool keeps connections
+# open). Every transition is a short transaction touching some twenty index pages; with the
+# default checkpoint every 1,000 WAL pages the database was copied back and fsync'ed every
+# fifty requests, and that took more wall time than the transactions themselves (a year's
+# replay: 2.2x faster with 10,000). Durability is unchanged (WAL, synchronous=NORMAL); the WAL
+# file grows to about 40 MB between checkpoints. A 64 MB page cache (default 2 MB; filled only
+# as pages are read) keeps the live requests' rows and index pages out of read() calls.
+_SQLITE_WRITER_TUNING = ("PRAGMA wal_autocheckpoint = 10000", "PRAGMA cache_size = -65536")
+_TUNED = "consortia_ill_tuned"
+
+
 class _Db:
     """Hand-written statements on the session's DBAPI connection, in its transaction.
 
@@ -261,6 +272,12 @@ class _Db:
             conn = session.connection()
         self.pg = conn.dialect.name == "postgresql"
         self.cur: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        if not self.pg:
+            info = conn.connection.info
+            if _TUNED not in info:
+                for pragma in _SQLITE_WRITER_TUNING:
+                    self.cur.execute(pragma)
+                info[_TUNED] = True
 
     def _sql(self, sql: str) -> str:
         if not self.pg:
