@@ -2,6 +2,7 @@
 the same file, measured in the same run. Prints a table.
 
     .venv/bin/python bench/ingest.py FILE.mrc [--limit N] [--members 1] [--database URL]
+        [--workers 2] [--cache DIR]
 
 With --members K the file is loaded K times as K members, each copy with realistic per-member
 variation (own record ids, some records dropped, ISBD punctuation and case changes, local
@@ -26,8 +27,9 @@ import pymarc
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 
-def bare_parse(path: Path, limit: int | None) -> tuple[int, float]:
-    start = time.perf_counter()
+def bare_parse(path: Path, limit: int | None) -> tuple[int, float, float]:
+    """Records, wall and CPU seconds of a bare pymarc parse (one core)."""
+    start, cpu = time.perf_counter(), time.process_time()
     n = 0
     with path.open("rb") as fh:
         for rec in pymarc.MARCReader(fh):
@@ -35,7 +37,19 @@ def bare_parse(path: Path, limit: int | None) -> tuple[int, float]:
                 n += 1
             if limit and n >= limit:
                 break
-    return n, time.perf_counter() - start
+    return n, time.perf_counter() - start, time.process_time() - cpu
+
+
+def children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def member_copy(path: Path, out: Path, member: int, limit: int | None, seed: int) -> int:
@@ -82,9 +96,11 @@ def main() -> None:
     ap.add_argument("--members", type=int, default=1)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--database", default=None, help="default: a fresh SQLite file")
+    ap.add_argument("--cache", type=Path, default=None,
+                    help="keep the member copies here and reuse them in later runs")
     args = ap.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="consortia-bench-"))
+    tmp = Path(tempfile.mkdtemp(prefix="consortia-bench-", dir=args.cache))
     url = args.database or f"sqlite:///{tmp / 'bench.db'}"
     os.environ["CONSORTIA_DATABASE_URL"] = url
     from consortia.accounts.roles import CLI
@@ -102,38 +118,60 @@ def main() -> None:
 
     files = []
     for k in range(args.members):
-        out = tmp / f"member{k}.mrc"
-        member_copy(args.file, out, k, args.limit, seed=2016)
+        out = (args.cache or tmp) / f"member{k}-{args.limit or 'all'}.mrc"
+        if not out.exists():
+            member_copy(args.file, out, k, args.limit, seed=2016)
         files.append(out)
 
     rows = []
     total_read = 0
-    total_secs = 0.0
-    bare_total = 0.0
+    total_secs = total_main = total_kids = 0.0
+    bare_n = 0
+    bare_secs = bare_cpu = 0.0
+    loads = []
     for k, f in enumerate(files):
-        n_bare, t_bare = bare_parse(f, None)
-        t0 = time.perf_counter()
+        n_bare, t_bare, c_bare = bare_parse(f, None)
+        bare_n += n_bare
+        bare_secs += t_bare
+        bare_cpu += c_bare
+        load0 = os.getloadavg()[0]
+        t0, c0, k0 = time.perf_counter(), time.process_time(), children_cpu()
         summary = service.load_files(CLI, f"CN-B{k}", [f], workers=args.workers)
         secs = time.perf_counter() - t0
+        main_cpu, kids_cpu = time.process_time() - c0, children_cpu() - k0
+        loads.append((load0, os.getloadavg()[0]))
         total_read += summary.read
         total_secs += secs
-        bare_total += t_bare
-        rows.append((f"CN-B{k}", summary.read, summary.added, summary.quarantined,
-                     summary.clusters_touched, n_bare / t_bare, summary.read / secs,
-                     (summary.read / secs) / (n_bare / t_bare), secs))
+        total_main += main_cpu
+        total_kids += kids_cpu
+        rows.append((f"CN-B{k}", summary.read, summary.added, summary.planned,
+                     n_bare / t_bare, summary.read / secs,
+                     (summary.read / secs) / (n_bare / t_bare),
+                     secs, main_cpu, kids_cpu, rss_mb(), n_bare / c_bare,
+                     summary.read / max(main_cpu, (main_cpu + kids_cpu) / 2),
+                     summary.index_cpu))
     with session_scope() as s:
         stats = service.stats(s)
     me, kids = peak_rss_mb()
-    print(f"database: {url.split('://')[0]}   workers: {args.workers}   file: {args.file.name}")
-    print(f"{'member':8} {'read':>9} {'added':>9} {'quar.':>6} {'clusters':>9} "
-          f"{'bare rec/s':>11} {'ingest rec/s':>13} {'ratio':>6} {'secs':>8}")
-    for r in rows:
-        print(f"{r[0]:8} {r[1]:9d} {r[2]:9d} {r[3]:6d} {r[4]:9d} {r[5]:11.0f} {r[6]:13.0f} "
-              f"{r[7]:6.2f} {r[8]:8.1f}")
-    print(f"{'total':8} {total_read:9d} {'':9} {'':6} {stats['clusters']:9d} "
-          f"{total_read / bare_total:11.0f} {total_read / total_secs:13.0f} "
-          f"{(total_read / total_secs) / (total_read / bare_total):6.2f} {total_secs:8.1f}")
-    print(f"peak RSS: main {me:.0f} MB, largest worker {kids:.0f} MB")
+    print(f"database: {url.split('://')[0]}   workers: {args.workers}   file: {args.file.name}"
+          f"   members: {args.members}   limit: {args.limit}")
+    print("ratio = ingest rec/s / bare pymarc rec/s (wall, same run); cpu est = records / "
+          "max(writer cpu, all cpu / 2): the rate two idle cores would allow")
+    print(f"{'member':8} {'read':>8} {'added':>8} {'planned':>8} {'bare r/s':>9} "
+          f"{'ingest r/s':>10} {'ratio':>6} {'wall s':>7} {'main cpu':>8} {'wkr cpu':>8} "
+          f"{'rss MB':>7} {'bare/cpu':>9} {'cpu est':>8} {'cpu ratio':>9} {'index cpu':>9} load")
+    for r, ld in zip(rows, loads, strict=True):
+        print(f"{r[0]:8} {r[1]:8d} {r[2]:8d} {r[3]:8d} {r[4]:9.0f} {r[5]:10.0f} {r[6]:6.2f} "
+              f"{r[7]:7.1f} {r[8]:8.1f} {r[9]:8.1f} {r[10]:7.0f} {r[11]:9.0f} {r[12]:8.0f} "
+              f"{r[12] / r[11]:9.2f} {r[13]:9.1f} {ld[0]:.1f}-{ld[1]:.1f}")
+    est = total_read / max(total_main, (total_main + total_kids) / 2)
+    print(f"{'total':8} {total_read:8d} {'':8} {'':8} {bare_n / bare_secs:9.0f} "
+          f"{total_read / total_secs:10.0f} "
+          f"{(total_read / total_secs) / (bare_n / bare_secs):6.2f} {total_secs:7.1f} "
+          f"{total_main:8.1f} {total_kids:8.1f} {'':7} {bare_n / bare_cpu:9.0f} {est:8.0f} "
+          f"{est / (bare_n / bare_cpu):9.2f}")
+    print(f"clusters: {stats['clusters']}   peak RSS: main {me:.0f} MB, "
+          f"largest worker {kids:.0f} MB")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import gc
 import hashlib
 import io
 import os
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -21,6 +22,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
+import orjson
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
@@ -69,10 +71,19 @@ class Prepared:
     normalized: NormalizedRecord | None
     keys: list[str]
     items: list[Item]
-    as_json: dict[str, Any] = field(default_factory=dict)
+    normalized_json: bytes = b""  # the record as stored (the JSON column's own serialisation)
     merged_alone: dict[str, Any] = field(default_factory=dict)
+    title: str = ""  # what a new cluster of this record alone shows
+    year: int | None = None
     plan: Plan | None = None
     seq: int = -1  # the writer's committed batch count when the worker was given the record
+
+    def record(self) -> NormalizedRecord:
+        """The normalised record; a worker sends it as JSON only (decoding is cheaper than
+        unpickling the objects, and the writer rarely needs it)."""
+        if self.normalized is None:
+            self.normalized = record_from_dict(orjson.loads(self.normalized_json))
+        return self.normalized
 
 
 @dataclass
@@ -110,6 +121,7 @@ class LoadSummary:
     clusters_touched: int = 0
     batch_id: int | None = None
     planned: int = 0  # new records clustered by a worker's plan (the rest by the writer)
+    index_cpu: float = 0.0  # CPU seconds the writer spent keeping the search index (benchmarks)
     touched: set[int] = field(default_factory=set, repr=False)
 
     def as_dict(self) -> dict[str, int]:
@@ -156,6 +168,7 @@ def prepare(
         keys = matching.match_keys(rec)
         items = items_from_record(result.record, result.flavour, mapping)
         merged = matching.merge([(member_code, rec)])
+        as_json = orjson.dumps(rec.to_dict(), option=orjson.OPT_NON_STR_KEYS)
     except Exception as exc:  # a record we cannot understand must not stop the load
         return Failed(
             result.raw, offset, f"cannot normalise: {type(exc).__name__}: {exc}", result.record_id
@@ -171,8 +184,10 @@ def prepare(
         rec,
         keys,
         items,
-        rec.to_dict(),
+        as_json,
         merged,
+        rec.title[:1000],
+        rec.year,
     )
 
 
@@ -200,6 +215,8 @@ def _prepare_chunk(
         except Exception:  # planning is an optimisation: the writer can always decide alone
             for p in ready:
                 p.plan = None
+        for p in ready:
+            p.normalized = None  # sent as normalized_json
     return out
 
 
@@ -393,7 +410,7 @@ def _worker_init() -> None:
 class _NewCluster:
     """A cluster made in the current batch, before it has a database id."""
 
-    records: list[tuple[str, NormalizedRecord, Prepared]] = field(default_factory=list)
+    records: list[tuple[str, Prepared]] = field(default_factory=list)
 
 
 class Writer:
@@ -432,7 +449,9 @@ class Writer:
         self._batch_keys = set()
         try:
             self._apply(batch)
+            cpu = time.process_time()
             search_index.reindex_clusters(self.conn, self.summary.touched, self.merged_now)
+            self.summary.index_cpu += time.process_time() - cpu
         finally:
             earlier |= self.summary.touched
             self.summary.touched = earlier
@@ -571,6 +590,13 @@ class Writer:
         conn = self.conn
         work = to_insert + [p for _, p in to_update]
         decisions, new_clusters = self._cluster(work, len(to_insert))
+        # On SQLite the writer numbers new rows itself (see _insert_ids), so a new cluster is
+        # inserted with its representative and needs no update after.
+        numbered = conn.dialect.name == "sqlite"
+        new_sid: dict[int, int] = {}
+        if numbered and to_insert:
+            top = int(conn.scalar(select(func.max(SourceRecord.id))) or 0)
+            new_sid = {id(p): top + 1 + i for i, p in enumerate(to_insert)}
         # New clusters: one insert with their final figures (their records are all in hand).
         provisional = sorted(new_clusters)
         real_ids: dict[int, int] = {}
@@ -580,18 +606,19 @@ class Writer:
                 recs = new_clusters[pid].records
                 first = recs[0][1]
                 merged = (
-                    recs[0][2].merged_alone
+                    first.merged_alone
                     if len(recs) == 1
-                    else matching.merge([(m, r) for m, r, _ in recs])
+                    else matching.merge([(m, r.record()) for m, r in recs])
                 )
                 rows.append(
                     {
-                        "title": first.title[:1000],
+                        "title": first.title,
                         "year": first.year,
                         "merged": merged,
                         "record_count": len(recs),
-                        "member_count": len({m for m, _, _ in recs}),
+                        "member_count": len({m for m, _ in recs}),
                         "updated_at": now,
+                        "representative_id": new_sid.get(id(first)),
                     }
                 )
             ids = self._insert_ids(Cluster, rows)
@@ -605,7 +632,12 @@ class Writer:
 
         new_rows = [self._row(p, cluster_id(p), decisions[id(p)][1], now) for p in to_insert]
         sids: list[int] = []
-        if new_rows:
+        if new_rows and numbered:
+            sids = [new_sid[id(p)] for p in to_insert]
+            conn.execute(
+                insert(SourceRecord), [{**r, "id": i} for r, i in zip(new_rows, sids, strict=True)]
+            )
+        elif new_rows:
             sids = self._insert_ids(SourceRecord, new_rows)
         if to_update:
             conn.execute(
@@ -623,29 +655,45 @@ class Writer:
             )
             sids += [sid for sid, _ in to_update]
         pairs = list(zip(sids, work, strict=True))
-        key_rows = [
-            {"key": k, "source_record_id": sid} for sid, p in pairs for k in dict.fromkeys(p.keys)
-        ]
+        # Plain rows of strings and integers: straight to the driver (SQLAlchemy's per-row
+        # parameter handling cost more than SQLite's insert itself).
+        ph = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        key_rows = [(k, sid) for sid, p in pairs for k in dict.fromkeys(p.keys)]
         if key_rows:
-            conn.execute(insert(MatchKey), key_rows)
+            conn.exec_driver_sql(
+                f"INSERT INTO match_keys (key, source_record_id) VALUES ({ph}, {ph})", key_rows
+            )
         item_rows = [
-            {"member_id": self.member_id, "source_record_id": sid, **it.to_dict()}
+            (
+                self.member_id,
+                sid,
+                it.barcode,
+                it.call_number,
+                it.location,
+                it.status,
+                it.origin,
+            )
             for sid, p in pairs
             for it in p.items
         ]
         if item_rows:
-            conn.execute(insert(Holding), item_rows)
+            conn.exec_driver_sql(
+                "INSERT INTO holdings (member_id, source_record_id, barcode, call_number, "
+                f"location, status, origin) VALUES ({', '.join([ph] * 7)})",
+                item_rows,
+            )
         self.summary.added += len(to_insert)
         self.summary.updated += len(to_update)
         for sid, p in pairs:
             cid = decisions[id(p)][0]
-            if cid > 0 and cid in self._live and p.normalized is not None:
-                self._live[cid].append((sid, self.member_code, p.normalized))
+            if cid > 0 and cid in self._live and not p.deleted:
+                self._live[cid].append((sid, self.member_code, p.record()))
         # Representatives of new clusters: their first record.
         sid_of = {id(p): sid for sid, p in pairs}
         reps = [
-            {"cid": real_ids[pid], "rep": sid_of[id(new_clusters[pid].records[0][2])]}
+            {"cid": real_ids[pid], "rep": sid_of[id(new_clusters[pid].records[0][1])]}
             for pid in provisional
+            if not numbered or id(new_clusters[pid].records[0][1]) not in new_sid
         ]
         if reps:
             conn.execute(
@@ -719,7 +767,7 @@ class Writer:
             "encoding": p.encoding,
             "raw": p.raw,
             "fingerprint": p.fingerprint,
-            "normalized": p.as_json,
+            "normalized": orjson.Fragment(p.normalized_json),
             "cluster_id": cid,
             "match_rule": dec.rule if dec else "new",
             "match_score": float(dec.score) if dec else 1.0,
@@ -745,8 +793,9 @@ class Writer:
         valid = self._valid_plans([p for p in work if p.plan is not None and id(p) in inserting])
         key_clusters: dict[str, set[int]] = {}
         fetched: set[str] = set()
-        members_of: dict[int, list[tuple[str, NormalizedRecord]]] = {}
-        added: dict[int, list[tuple[str, NormalizedRecord]]] = {}  # joined in this batch
+        # In-batch records stand for themselves (Prepared): decoded only if compared with.
+        members_of: dict[int, list[tuple[str, NormalizedRecord | Prepared]]] = {}
+        added: dict[int, list[tuple[str, NormalizedRecord | Prepared]]] = {}  # joined in this batch
 
         def fetch(keys: Iterable[str]) -> None:
             want = sorted({k for k in keys if k not in fetched})
@@ -759,7 +808,10 @@ class Writer:
             new_ids = sorted({c for cs in found.values() for c in cs} - set(members_of))
             for cid, recs in _cluster_members(conn, new_ids)[0].items():
                 self._live.setdefault(cid, []).extend(recs)
-                members_of[cid] = [(code, r) for _, code, r in recs] + added.get(cid, [])
+                entries: list[tuple[str, NormalizedRecord | Prepared]] = [
+                    (code, r) for _, code, r in recs
+                ]
+                members_of[cid] = entries + added.get(cid, [])
 
         fetch(k for p in work if id(p) not in valid for k in p.keys)
         batch_keys: set[str] = set()
@@ -767,7 +819,6 @@ class Writer:
         new_clusters: dict[int, _NewCluster] = {}
         out: dict[int, tuple[int, matching.MatchDecision | None, bool]] = {}
         for p in work:
-            assert p.normalized is not None
             plan = p.plan if id(p) in valid else None
             if plan is not None and (
                 any(k in batch_keys for k in p.keys) or any(c in joined for c in plan.seen)
@@ -780,22 +831,26 @@ class Writer:
             else:
                 fetch(p.keys)
                 cands = sorted({c for k in p.keys for c in key_clusters.get(k, ())})
-                candidates = [(c, members_of[c]) for c in cands if members_of.get(c)]
+                candidates = [
+                    (c, [(m, _as_record(r)) for m, r in members_of[c]])
+                    for c in cands
+                    if members_of.get(c)
+                ]
                 chosen = None
                 if candidates:
                     chosen, decision = matching.choose_cluster(
-                        p.normalized, candidates, member=self.member_code
+                        p.record(), candidates, member=self.member_code
                     )
             if chosen is None:
                 chosen = -(len(new_clusters) + 1)
                 new_clusters[chosen] = _NewCluster()
                 members_of[chosen] = []
                 decision = None
-            entry = (self.member_code, p.normalized)
+            entry: tuple[str, NormalizedRecord | Prepared] = (self.member_code, p)
             if chosen in members_of:
                 members_of[chosen].append(entry)
             if chosen < 0:
-                new_clusters[chosen].records.append((self.member_code, p.normalized, p))
+                new_clusters[chosen].records.append((self.member_code, p))
             else:
                 joined.add(chosen)
                 added.setdefault(chosen, []).append(entry)
@@ -948,6 +1003,10 @@ _UPDATABLE = (
     "updated_at",
     "deleted",
 )
+
+
+def _as_record(r: NormalizedRecord | Prepared) -> NormalizedRecord:
+    return r.record() if isinstance(r, Prepared) else r
 
 
 def _parts(values: list[Any], size: int = 500) -> Iterator[list[Any]]:
