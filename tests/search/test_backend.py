@@ -620,18 +620,33 @@ def test_key_encoding_is_one_to_one_and_keeps_prefixes(a: str, b: str) -> None:
         assert eb.startswith(ea)
 
 
+@pytest.mark.parametrize("head_max", [5000, 10])
 def test_facets_of_a_large_result_are_estimated_from_a_sample(
-    session: Session, catalogue: dict[str, IndexedRec], monkeypatch: pytest.MonkeyPatch
+    session: Session,
+    catalogue: dict[str, IndexedRec],
+    monkeypatch: pytest.MonkeyPatch,
+    head_max: int,
 ) -> None:
-    """Beyond FACET_CAP matches the facets are estimated from every k-th cluster id among the
-    matches (k = ceil(total / FACET_CAP)), scaled to the total, whatever the order shown; the
-    result gives the size of the sample. Paging is not affected."""
+    """Beyond FACET_CAP matches the facets are estimated from a sample, scaled to the total,
+    whatever the order shown, and the result gives the size of the sample: every k-th match
+    by cluster id (k = ceil(total / FACET_CAP)) when the result is read whole (up to
+    HEAD_MAX), else the matches in windows of cluster ids spread evenly over the catalogue.
+    Paging is not affected."""
     monkeypatch.setattr(service, "FACET_CAP", 10)
+    monkeypatch.setattr(service, "HEAD_MAX", head_max)
     tree = searchbox.parse("the")
     total, ids = all_ids(session, tree)
-    stride = -(-total // 10)
-    assert stride > 1
-    sample = [catalogue[str(i)] for i in sorted(ids) if i % stride == 0]
+    assert total > 10
+    ordered = sorted(ids)
+    if total <= head_max:
+        sample_ids = ordered[:: -(-total // 10)]
+    else:
+        every = sorted(int(c) for c in catalogue)
+        windows = service.facet_windows(every[0], every[-1], total)
+        assert 1 < len(windows) <= service.FACET_WINDOWS
+        sample_ids = [i for i in ordered if any(a <= i <= b for a, b in windows)]
+    sample = [catalogue[str(i)] for i in sample_ids]
+    assert 0 < len(sample) < total
     regions = {
         code: reg
         for code, reg in session.execute(

@@ -7,10 +7,11 @@ index is written by ``consortia.search.index`` from the ingest writer.
 Ranking: exact ISBN/ISSN hits of the query first, then relevance (BM25 on SQLite, ts_rank on
 PostgreSQL, both with field weights title > author > subject > the rest), or the sort keys asked
 for; ties by cluster id, so paging is stable. Facets are counted over the matching clusters:
-exactly when there are at most ``FACET_CAP`` of them; beyond, estimated from a sample of at most
-``FACET_CAP`` matches (every k-th cluster id, so the same on every backend and independent of
-the ranking, which would otherwise have to order the whole result), scaled to the total; the
-result says so in ``facets_sampled`` (the size of the sample).
+exactly when there are at most ``FACET_CAP`` of them; beyond, estimated from a sample of about
+``FACET_CAP`` matches (those in ``FACET_WINDOWS`` windows of cluster ids spread evenly: the same
+on every backend, independent of the ranking, and read by seeking to each window rather than
+by a pass over the whole result), scaled to the total; the result says so in
+``facets_sampled`` (the size of the sample).
 """
 
 from __future__ import annotations
@@ -211,6 +212,19 @@ def _rank(be: Backend, tree: Node) -> str | None:
     return be.OR.join(f"({be.compile(n)})" for n in text)
 
 
+def _needs_text(tree: Node) -> bool:
+    """Whether every match of the tree has one of its positive text terms (``_rank``'s)."""
+    if isinstance(tree, Term | Phrase):
+        return tree.field in TEXT_FIELDS
+    if isinstance(tree, And):
+        return any(_needs_text(i) for i in tree.items)
+    if isinstance(tree, Or):
+        return all(_needs_text(i) for i in tree.items)
+    if isinstance(tree, Not):
+        return _needs_text(tree.base)
+    return False
+
+
 def _title_tier(be: Backend, tree: Node) -> str | None:
     """Matches with a query word in the title: ranked first, by themselves, when a relevance
     search finds many (title > author > subject > the rest, applied to whole tiers). None when
@@ -222,6 +236,8 @@ def _title_tier(be: Backend, tree: Node) -> str | None:
     return be.OR.join(f"({be.compile(n)})" for n in dict.fromkeys(titles))
 
 
+# Results up to this many clusters are read whole as a list of ids (about 0.2 µs an id).
+HEAD_MAX = 5000
 # Below this many matches everything is ranked in one pass (bm25 costs a few microseconds a
 # match; beyond, ranking the title tier apart keeps big result sets fast).
 TIER_MIN = 3000
@@ -239,26 +255,42 @@ def _ranked(
     boost: str | None,
     rank: str | None,
     tier: str | None,
+    covers: bool = False,
+    within: Sequence[int] | None = None,
 ) -> list[int]:
     """One page in result order: title-tier matches first (each tier by relevance) for a big
-    relevance search, else all matches in one order."""
+    relevance search, else all matches in one order. ``covers``: every match has a text term
+    of ``rank``; ``within``: all the matches, when the caller has them."""
     if sort or boost is not None or rank is None or tier is None or total <= TIER_MIN:
-        return be.page(conn, expr, offset=offset, limit=limit, sort=sort, boost=boost, rank=rank)
-    first = f"({expr}){be.AND}({tier})"
-    n_first = be.count(conn, first)
-    out: list[int] = []
-    if offset < n_first:
-        out = be.page(conn, first, offset=offset, limit=limit, sort=(), boost=None, rank=rank)
-    if len(out) < limit:
-        out += be.page(
+        return be.page(
             conn,
-            be.not_(expr, tier),
-            offset=max(0, offset - n_first),
-            limit=limit - len(out),
-            sort=(),
-            boost=None,
+            expr,
+            offset=offset,
+            limit=limit,
+            sort=sort,
+            boost=boost,
             rank=rank,
+            rank_covers=covers,
+            within=within if covers else None,
         )
+    first = f"({expr}){be.AND}({tier})"
+    out = be.page(
+        conn, first, offset=offset, limit=limit, sort=(), boost=None, rank=rank, rank_covers=covers
+    )
+    if len(out) == limit:
+        return out  # the page lies within the title tier: its size is not needed
+    # The title tier ends on this page (it has offset + len(out) matches) or before it.
+    n_first = offset + len(out) if out else be.count(conn, first)
+    out += be.page(
+        conn,
+        be.not_(expr, tier),
+        offset=max(0, offset - n_first),
+        limit=limit - len(out),
+        sort=(),
+        boost=None,
+        rank=rank,
+        rank_covers=covers,
+    )
     return out
 
 
@@ -301,34 +333,58 @@ def search(
     for facet, value in filters:
         by_facet.setdefault(facet, []).append(value)
     parts += [_filter_expr(be, f, vs) for f, vs in by_facet.items()]
+    # A result of up to HEAD_MAX clusters is read whole, by id, in one pass: its size, its
+    # facets (exact up to FACET_CAP, else over every k-th id) and, in cluster order, its page
+    # come from that list, and ranking is kept to it. A bigger one is counted, and its facets
+    # sampled in windows of ids.
+    head: list[int] | None = None
     if not parts:
         expr = be.compile(MatchAll())
         total = be.all_count(conn)
     else:
         expr = be.AND.join(f"({p})" for p in parts) if len(parts) > 1 else parts[0]
-        total = be.count(conn, expr)
+        head = be.first_ids(conn, expr, HEAD_MAX + 1)
+        if len(head) <= HEAD_MAX:
+            total = len(head)
+        else:
+            head = None
+            total = be.count(conn, expr)
     ids: list[int] = []
+    boost, rank = _boost(be, tree), _rank(be, tree)
     if total and offset < total:
-        ids = _ranked(
-            be,
-            conn,
-            expr,
-            total,
-            offset=offset,
-            limit=limit,
-            sort=sort,
-            boost=_boost(be, tree),
-            rank=_rank(be, tree),
-            tier=_title_tier(be, tree),
-        )
+        if head is not None and rank is None and boost is None and not sort:
+            ids = head[offset : offset + limit]
+        else:
+            ids = _ranked(
+                be,
+                conn,
+                expr,
+                total,
+                offset=offset,
+                limit=limit,
+                sort=sort,
+                boost=boost,
+                rank=rank,
+                tier=_title_tier(be, tree),
+                covers=_needs_text(tree),
+                within=head,
+            )
     counts: dict[str, dict[str, int]] = {}
     sampled: int | None = None
     if total and wanted:
-        stride = -(-total // FACET_CAP)  # ceil: the sample is at most FACET_CAP clusters
-        counts, n = be.facet_counts(conn, expr, wanted, stride)
-        if stride > 1:
-            sampled = n
-            counts = {f: _estimate(vs, total, n) for f, vs in counts.items()}
+        if head is not None:
+            stride = -(-total // FACET_CAP)  # ceil: at most FACET_CAP clusters
+            sample = head[::stride]
+            counts = be.facet_counts_of(conn, sample, wanted)
+            if stride > 1:
+                sampled = len(sample)
+        else:
+            windows = facet_windows(*be.id_range(conn), total) if total > FACET_CAP else []
+            counts, sampled = be.facet_counts(conn, expr, wanted, windows)
+            if not windows:
+                sampled = None
+        if sampled:
+            counts = {f: _estimate(vs, total, sampled) for f, vs in counts.items()}
     facet_out = {f: _facet_values(f, counts.get(f, {})) for f in wanted}
     return SearchResult(
         total=total,
@@ -339,6 +395,22 @@ def search(
         facets_sampled=sampled,
         sort=list(sort),
     )
+
+
+# Windows of the facet sample: as many as this, one at the start of each equal slice of the
+# cluster ids (clusters are numbered as records arrive, so a window is a run of one member's
+# file; sixteen spread over it keep the sample from leaning on one part of the catalogue).
+FACET_WINDOWS = 16
+
+
+def facet_windows(low: int, high: int, total: int) -> list[tuple[int, int]]:
+    """Id windows (inclusive) that together hold about ``FACET_CAP`` of ``total`` matches
+    spread evenly over the ids ``low..high``."""
+    span = high - low + 1
+    step = span / FACET_WINDOWS
+    width = max(1, round(step * FACET_CAP / total))
+    starts = dict.fromkeys(low + int(i * step) for i in range(FACET_WINDOWS))
+    return [(a, a + width - 1) for a in starts]
 
 
 def _estimate(counts: Mapping[str, int], total: int, sampled: int) -> dict[str, int]:

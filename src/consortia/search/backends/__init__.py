@@ -18,7 +18,14 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from consortia.search import cjk
-from consortia.search.index import ALL_TOKEN, KEY_PREFIX, Document, key_token, year_cover
+from consortia.search.index import (
+    ALL_TOKEN,
+    FACETS,
+    KEY_PREFIX,
+    Document,
+    key_token,
+    year_cover,
+)
 from consortia.search.query import (
     KEYWORD_FIELDS,
     And,
@@ -34,11 +41,11 @@ from consortia.search.query import (
 # Field weights for relevance (title > author > subject > the rest).
 WEIGHTS = {"title": 10.0, "author": 5.0, "subject": 3.0, "publisher": 2.0, "rest": 1.0, "keys": 0.0}
 # Facet counts are exact up to this many matching clusters; beyond, they are estimated from a
-# sample of about as many (every k-th cluster id among the matches: the same sample on every
-# backend, independent of ranking, so the sample costs no ranking of the whole result), and
-# the service says so (``facets_sampled``). Counting costs 2-3 µs per cluster (eight facet rows
-# each, grouped): 1,000 keeps it to 2-3 ms.
-FACET_CAP = 1_000
+# sample of about as many (the matches in evenly spread windows of cluster ids: the same
+# sample on every backend, independent of ranking, and read without a pass over the whole
+# result), and the service says so (``facets_sampled``). Counting costs 2-3 µs per cluster
+# (eight to ten facet rows each, grouped): 500 keeps it to 1-2 ms.
+FACET_CAP = 500
 NEVER = "znone"  # a keys token no document has: what an empty condition compiles to
 
 
@@ -118,10 +125,16 @@ class Backend(ABC):
         sort: Sequence[SortKey],
         boost: str | None,
         rank: str | None,
+        rank_covers: bool = False,
+        within: Sequence[int] | None = None,
     ) -> list[int]:
         """Cluster ids of one page: ``boost`` matches first (exact ISBN/ISSN hits), then the
         sort keys (relevance when none: how well a match fits ``rank``; no ``rank``, no
-        relevance order), then cluster id."""
+        relevance order), then cluster id. ``rank_covers``: every match of ``expr`` matches
+        ``rank`` too (a backend may then find the ranked matches through ``rank``); ``within``:
+        then also every match of ``expr`` (ascending ids), when the caller has them."""
+
+    id_column: str  # what matching_ids selects as id
 
     @abstractmethod
     def matching_ids(self, conn: Connection) -> str:
@@ -129,28 +142,34 @@ class Backend(ABC):
         parameter (a subquery for joins)."""
 
     def facet_counts(
-        self, conn: Connection, expr: str, facets: Sequence[str], stride: int = 1
+        self,
+        conn: Connection,
+        expr: str,
+        facets: Sequence[str],
+        windows: Sequence[tuple[int, int]] = (),
     ) -> tuple[dict[str, dict[str, int]], int]:
-        """Facet counts over the matching clusters whose id is a multiple of ``stride`` (1:
-        all of them), and how many clusters that is. One statement: the matches are read
-        once, by id, and only the sampled ones are joined to their facet rows."""
+        """Facet counts over the matching clusters — only those with an id in one of the
+        ``windows`` (inclusive id ranges) when there are windows — and how many clusters that
+        is. One statement: the index seeks to each window and reads only the matches in it,
+        which are joined to their facet rows."""
         out: dict[str, dict[str, int]] = {f: {} for f in facets}
         if not facets:
             return out, 0
-        sample = f"({self.matching_ids(conn)})"
         mark = marks(conn, 1)
-        if stride > 1:
-            mod = "%" if mark == "?" else "%%"  # psycopg's format style: % written twice
-            sample = f"(SELECT id FROM {sample} a WHERE id {mod} {mark} = 0)"
-        args: tuple[object, ...] = (expr, stride) if stride > 1 else (expr,)
+        if windows:
+            one = f"{self.matching_ids(conn)} AND {self.id_column} BETWEEN {mark} AND {mark}"
+            sample = " UNION ALL ".join([one] * len(windows))
+            args: tuple[object, ...] = tuple(v for w in windows for v in (expr, *w))
+        else:
+            sample, args = self.matching_ids(conn), (expr,)
         # The sample's size rides along as a row with an empty facet name.
         rows = conn.exec_driver_sql(
-            f"WITH m AS MATERIALIZED {sample} "
+            f"WITH m AS MATERIALIZED ({sample}) "
             "SELECT f.facet, f.value, count(*) FROM m JOIN search_facets f "
-            f"ON f.cluster_id = m.id WHERE f.facet IN ({marks(conn, len(facets))}) "
+            f"ON f.cluster_id = m.id WHERE {_facet_filter(conn, facets)}"
             "GROUP BY f.facet, f.value "
             "UNION ALL SELECT '', '', count(*) FROM m",
-            (*args, *facets),
+            (*args, *_facet_args(facets)),
         )
         n = 0
         for facet, value, count in rows:
@@ -159,6 +178,40 @@ class Backend(ABC):
             else:
                 n = int(count)
         return out, n
+
+    def first_ids(self, conn: Connection, expr: str, n: int) -> list[int]:
+        """The ``n`` lowest cluster ids among the matches, in order."""
+        return [
+            int(r[0])
+            for r in conn.exec_driver_sql(
+                f"{self.matching_ids(conn)} ORDER BY {self.id_column} LIMIT {int(n)}", (expr,)
+            )
+        ]
+
+    def facet_counts_of(
+        self, conn: Connection, ids: Sequence[int], facets: Sequence[str]
+    ) -> dict[str, dict[str, int]]:
+        """Facet counts over these clusters."""
+        out: dict[str, dict[str, int]] = {f: {} for f in facets}
+        if not ids or not facets:
+            return out
+        rows = conn.exec_driver_sql(
+            "SELECT facet, value, count(*) FROM search_facets f "
+            f"WHERE cluster_id IN ({marks(conn, len(ids))}) AND {_facet_filter(conn, facets)}"
+            "GROUP BY facet, value",
+            (*ids, *_facet_args(facets)),
+        )
+        for facet, value, count in rows:
+            out[facet][value] = int(count)
+        return out
+
+    def id_range(self, conn: Connection) -> tuple[int, int]:
+        """The lowest and highest cluster id in the index (0, 0 when empty)."""
+        row = conn.exec_driver_sql(
+            "SELECT (SELECT min(cluster_id) FROM search_documents), "
+            "(SELECT max(cluster_id) FROM search_documents)"
+        ).one()
+        return int(row[0] or 0), int(row[1] or 0)
 
     @abstractmethod
     def all_count(self, conn: Connection) -> int: ...
@@ -207,6 +260,19 @@ def _bound(value: int | None, inclusive: bool, step: int) -> int | None:
     if value is None:
         return None
     return value if inclusive else value + step
+
+
+def _facet_filter(conn: Connection, facets: Sequence[str]) -> str:
+    """The condition on ``f.facet`` for these facets. None when all are wanted; else tested
+    row by row (unary +): as an index constraint the IN would seek each cluster's rows once
+    per facet named."""
+    if set(facets) >= set(FACETS):
+        return "1 = 1 "
+    return f"+f.facet IN ({marks(conn, len(facets))}) "
+
+
+def _facet_args(facets: Sequence[str]) -> tuple[str, ...]:
+    return () if set(facets) >= set(FACETS) else tuple(facets)
 
 
 def facet_rows(docs: list[Document]) -> list[tuple[int, str, str]]:

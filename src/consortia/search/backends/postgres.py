@@ -123,6 +123,8 @@ class PostgresFTS(Backend):
         sort: Sequence[SortKey],
         boost: str | None,
         rank: str | None,
+        rank_covers: bool = False,
+        within: Sequence[int] | None = None,
     ) -> list[int]:
         order: list[str] = []
         params: dict[str, object] = {"q": expr, "limit": limit, "offset": offset}
@@ -149,6 +151,8 @@ class PostgresFTS(Backend):
             f"ORDER BY {', '.join(order)} LIMIT :limit OFFSET :offset"
         )
         return [int(r) for r in conn.scalars(text(sql), params)]
+
+    id_column = "cluster_id"
 
     def matching_ids(self, conn: Connection) -> str:
         return "SELECT cluster_id AS id FROM search_fts WHERE tsv @@ CAST(%s AS tsquery)"

@@ -132,6 +132,8 @@ class SQLiteFTS5(Backend):
         sort: Sequence[SortKey],
         boost: str | None,
         rank: str | None,
+        rank_covers: bool = False,
+        within: Sequence[int] | None = None,
     ) -> list[int]:
         order: list[str] = []
         params: dict[str, object] = {"q": expr, "limit": limit, "offset": offset}
@@ -142,12 +144,31 @@ class SQLiteFTS5(Backend):
             )
             params["b"] = boost
         join = ""
+        where = "search_fts MATCH :q"
         for key in sort or (SortKey("relevance"),):
             if key.field == "relevance":
-                # bm25 of the whole expression: keys (weight 0) and excluded terms add nothing,
-                # so it ranks by the text terms, as ``rank`` asks.
-                if rank is not None:
-                    order.append(RANK)
+                if rank is None:
+                    continue
+                order.append(RANK)
+                if rank_covers and rank != expr and within is not None:
+                    # The matches are in hand: the ranking MATCH kept to them (see below).
+                    where = (
+                        "search_fts MATCH :r AND +search_fts.rowid IN "
+                        f"({', '.join(str(int(i)) for i in within) or 'NULL'})"
+                    )
+                    params["r"] = rank
+                elif rank_covers and rank != expr:
+                    # bm25 reads, once a query, the whole posting list of every phrase of the
+                    # MATCH (its IDF), also of the keys and excluded phrases, which add nothing
+                    # to the score (weight 0, or absent): a facet filter's token is in a
+                    # quarter of the catalogue. So the ranking MATCH is the text terms alone,
+                    # kept to the matches of the query (unary +: the IN is tested on each row,
+                    # not pushed into FTS5 as a rowid look-up per value).
+                    where = (
+                        "search_fts MATCH :r AND +search_fts.rowid IN "
+                        "(SELECT rowid FROM search_fts WHERE search_fts MATCH :q)"
+                    )
+                    params["r"] = rank
                 continue
             col = _SORT_COLUMNS[key.field]
             join = " JOIN search_documents d ON d.cluster_id = search_fts.rowid"
@@ -156,10 +177,12 @@ class SQLiteFTS5(Backend):
             order.append(col + ("" if key.ascending else " DESC"))
         order.append("search_fts.rowid")
         sql = (
-            f"SELECT search_fts.rowid FROM search_fts{join} WHERE search_fts MATCH :q "
+            f"SELECT search_fts.rowid FROM search_fts{join} WHERE {where} "
             f"ORDER BY {', '.join(order)} LIMIT :limit OFFSET :offset"
         )
         return [int(r) for r in conn.scalars(text(sql), params)]
+
+    id_column = "rowid"
 
     def matching_ids(self, conn: Connection) -> str:
         return "SELECT rowid AS id FROM search_fts WHERE search_fts MATCH ?"
