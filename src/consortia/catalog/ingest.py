@@ -634,8 +634,8 @@ class Writer:
         sids: list[int] = []
         if new_rows and numbered:
             sids = [new_sid[id(p)] for p in to_insert]
-            conn.execute(
-                insert(SourceRecord), [{**r, "id": i} for r, i in zip(new_rows, sids, strict=True)]
+            _driver_insert(
+                conn, SourceRecord, [{"id": i, **r} for r, i in zip(new_rows, sids, strict=True)]
             )
         elif new_rows:
             sids = self._insert_ids(SourceRecord, new_rows)
@@ -648,7 +648,6 @@ class Writer:
                     {
                         "sid": sid,
                         **self._row(p, cluster_id(p), decisions[id(p)][1], now),
-                        "deleted": False,
                     }
                     for sid, p in to_update
                 ],
@@ -722,7 +721,22 @@ class Writer:
             for cid, plan in plans.items()
             if cid not in slow
         ]
-        if fast_rows:
+        if fast_rows and numbered:
+            _driver_update(
+                conn,
+                Cluster,
+                [
+                    {
+                        "merged": r["merged"],
+                        "record_count": r["record_count"],
+                        "member_count": r["member_count"],
+                        "updated_at": r["now"],
+                        "id": r["cid"],
+                    }
+                    for r in fast_rows
+                ],
+            )
+        elif fast_rows:
             conn.execute(
                 update(Cluster)
                 .where(Cluster.id == bindparam("cid"))
@@ -754,7 +768,7 @@ class Writer:
             )
         top = int(conn.scalar(select(func.max(table.id))) or 0)
         ids = list(range(top + 1, top + 1 + len(rows)))
-        conn.execute(insert(table), [{**r, "id": i} for r, i in zip(rows, ids, strict=True)])
+        _driver_insert(conn, table, [{"id": i, **r} for r, i in zip(rows, ids, strict=True)])
         return ids
 
     def _row(
@@ -768,6 +782,7 @@ class Writer:
             "raw": p.raw,
             "fingerprint": p.fingerprint,
             "normalized": orjson.Fragment(p.normalized_json),
+            "deleted": False,
             "cluster_id": cid,
             "match_rule": dec.rule if dec else "new",
             "match_score": float(dec.score) if dec else 1.0,
@@ -1003,6 +1018,58 @@ _UPDATABLE = (
     "updated_at",
     "deleted",
 )
+
+
+def _driver_rows(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """Rows as the driver takes them, each value through its column type's bind processing
+    (the same strings SQLAlchemy would send); a value repeated from the row before (a batch's
+    timestamp) is processed once."""
+    cols = list(rows[0])
+    columns = table.__table__.c
+    procs = [columns[c].type._cached_bind_processor(conn.dialect) for c in cols]
+    last: list[tuple[Any, Any]] = [(None, None)] * len(cols)
+    out = []
+    for r in rows:
+        values = []
+        for i, c in enumerate(cols):
+            v = r[c]
+            f = procs[i]
+            if f is not None and v is not None:
+                before, after = last[i]
+                if before is not v:
+                    after = f(v)
+                    last[i] = (v, after)
+                v = after
+            values.append(v)
+        out.append(tuple(values))
+    return out
+
+
+def _driver_insert(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
+    """executemany straight to the driver: SQLAlchemy's per-row parameter handling cost more
+    than SQLite's insert itself. Rows all have the same keys."""
+    if not rows:
+        return
+    ph = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    cols = list(rows[0])
+    conn.exec_driver_sql(
+        f"INSERT INTO {table.__tablename__} ({', '.join(cols)}) "
+        f"VALUES ({', '.join([ph] * len(cols))})",
+        _driver_rows(conn, table, rows),
+    )
+
+
+def _driver_update(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
+    """UPDATE by id straight to the driver; each row's last key is ``id``."""
+    if not rows:
+        return
+    ph = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    cols = list(rows[0])[:-1]
+    conn.exec_driver_sql(
+        f"UPDATE {table.__tablename__} SET {', '.join(f'{c} = {ph}' for c in cols)} "
+        f"WHERE id = {ph}",
+        _driver_rows(conn, table, rows),
+    )
 
 
 def _as_record(r: NormalizedRecord | Prepared) -> NormalizedRecord:
