@@ -272,8 +272,25 @@ def _many(tmp_path: Path, n: int) -> Path:
     return write(tmp_path / "many.mrc", out)
 
 
+def _children(pid: int) -> list[int]:
+    try:
+        text_ = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(c) for c in text_.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
 def test_a_kill_mid_load_loses_nothing_acknowledged(
-    session: Session, two_members: tuple[str, str], tmp_path: Path, db_url: str
+    session: Session, two_members: tuple[str, str], tmp_path: Path, db_url: str, workers: int
 ) -> None:
     path = _many(tmp_path, 6000)
     env = {**os.environ, "CONSORTIA_DATABASE_URL": db_url}
@@ -286,7 +303,7 @@ def test_a_kill_mid_load_loses_nothing_acknowledged(
             "--member",
             "CN-A",
             "--workers",
-            "1",
+            str(workers),
             "--json",
             str(path),
         ],
@@ -303,8 +320,15 @@ def test_a_kill_mid_load_loses_nothing_acknowledged(
             break
         time.sleep(0.05)
     assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+    children = _children(proc.pid)
+    assert len(children) >= workers if workers > 1 else True
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    # Its worker processes notice and go too (none is left waiting for work).
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(_alive(c) for c in children):
+        time.sleep(0.2)
+    assert not [c for c in children if _alive(c)]
     session.rollback()
     after_kill = session.scalar(text("SELECT count(*) FROM source_records")) or 0
     # Whatever was committed is still there, whole batches only.

@@ -13,6 +13,7 @@ import gc
 import hashlib
 import io
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -401,6 +402,15 @@ def _worker_init() -> None:
     # Records are trees of small objects that live briefly: the cyclic GC's default thresholds
     # make it walk them over and over for nothing.
     gc.set_threshold(50_000, 50, 50)
+    # A load killed outright (kill -9) must not leave its workers waiting for work forever.
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="ingest-parent-watch").start()
 
 
 # ---------------------------------------------------------------------------- writing
