@@ -19,6 +19,8 @@ from sqlalchemy.orm import Session
 from consortia.accounts.roles import CLI
 from consortia.catalog import service
 from consortia.catalog.models import Cluster, Holding, MatchKey, QuarantinedRecord, SourceRecord
+from consortia.search import index as search_index
+from consortia.search.models import SearchDocument, SearchFacet
 from tests.conftest import add_region_and_member
 
 DATA = Path(__file__).parent.parent / "data" / "ingest"
@@ -372,6 +374,21 @@ def _catalogue(session: Session) -> dict[frozenset[tuple[int, str]], tuple[Any, 
     return out
 
 
+def _index_rows(session: Session) -> tuple[list[Any], list[Any]]:
+    session.expire_all()
+    docs = session.execute(
+        select(SearchDocument.cluster_id, SearchDocument.keys, SearchDocument.title).order_by(
+            SearchDocument.cluster_id
+        )
+    ).all()
+    facets = session.execute(
+        select(SearchFacet.cluster_id, SearchFacet.facet, SearchFacet.value).order_by(
+            SearchFacet.cluster_id, SearchFacet.facet, SearchFacet.value
+        )
+    ).all()
+    return [tuple(d) for d in docs], [tuple(f) for f in facets]
+
+
 def _clear_catalogue(session: Session) -> None:
     for table in (MatchKey, Holding, SourceRecord, Cluster):
         session.execute(table.__table__.delete())
@@ -429,6 +446,14 @@ def test_worker_plans_give_the_catalogue_the_writer_gives(
     _clear_catalogue(session)
     with_plans, planned = load(2)
     assert with_plans == alone
+    # The search index kept up with the clusters the workers' plans joined: rebuilding every
+    # cluster's document from the stored merged records changes nothing.
+    kept = _index_rows(session)
+    conn = session.connection()
+    search_index.reindex_clusters(conn, list(session.scalars(select(Cluster.id))))
+    session.commit()
+    assert _index_rows(session) == kept
+    assert any("mem" in row[1] and row[1].count("mem") >= 2 for row in kept[0])
     # Most new records took the worker's plan; twins next to their original did not.
     assert planned[0] > 40 and planned[1] > 40
     assert planned[1] < 60 + 15

@@ -758,9 +758,9 @@ class Writer:
                 ),
                 fast_rows,
             )
-            for fr in fast_rows:
-                self.merged_now[fr["cid"]] = fr["merged"]
-            self.summary.touched.update(fr["cid"] for fr in fast_rows)
+        for fr in fast_rows:
+            self.merged_now[fr["cid"]] = fr["merged"]
+        self.summary.touched.update(fr["cid"] for fr in fast_rows)
         return slow
 
     def _insert_ids(
