@@ -217,6 +217,8 @@ def _prepare_chunk(
             for p in ready:
                 p.plan = None
         for p in ready:
+            if p.plan is not None and p.plan.cluster_id is not None:
+                p.merged_alone = {}  # joins a cluster: the plan's merged record is what counts
             p.normalized = None  # sent as normalized_json
     return out
 
@@ -617,7 +619,7 @@ class Writer:
                 first = recs[0][1]
                 merged = (
                     first.merged_alone
-                    if len(recs) == 1
+                    if len(recs) == 1 and first.merged_alone
                     else matching.merge([(m, r.record()) for m, r in recs])
                 )
                 rows.append(
