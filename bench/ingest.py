@@ -150,6 +150,11 @@ def main() -> None:
                      secs, main_cpu, kids_cpu, rss_mb(), n_bare / c_bare,
                      summary.read / max(main_cpu, (main_cpu + kids_cpu) / 2),
                      summary.index_cpu))
+        r = rows[-1]
+        print(f"done {r[0]}: read {r[1]} planned {r[3]} bare {r[4]:.0f}/s ingest {r[5]:.0f}/s "
+              f"ratio {r[6]:.2f} wall {r[7]:.1f}s main cpu {r[8]:.1f}s workers cpu {r[9]:.1f}s "
+              f"rss {r[10]:.0f} MB bare/cpu {r[11]:.0f}/s cpu est {r[12]:.0f}/s "
+              f"index cpu {r[13]:.1f}s load {loads[-1][0]:.1f}-{loads[-1][1]:.1f}", flush=True)
     with session_scope() as s:
         stats = service.stats(s)
     me, kids = peak_rss_mb()
