@@ -292,6 +292,58 @@ def ingest_cost(n: int, args: argparse.Namespace) -> dict[str, float]:
     return results
 
 
+def upkeep_cost(n: int, args: argparse.Namespace) -> dict[str, float]:
+    """CPU a cluster of ``index.reindex_clusters`` alone, in batches of 1,000 as the ingest
+    writer calls it: ``n`` merged records of the catalogue copied into a scratch SQLite
+    database, indexed as new documents, again unchanged, again with one more holding member
+    (every document changes), and once more reading the merged records back itself."""
+    import sqlite3
+    import tempfile
+
+    import orjson
+
+    from consortia.db import get_engine, migrate, reset_engine
+    from consortia.search import index
+    from consortia.settings import reset_settings
+
+    src = sqlite3.connect(f"file:{args.dir / 'bench.db'}?mode=ro", uri=True)
+    rows = src.execute("SELECT id, merged FROM clusters ORDER BY id LIMIT ?", (n,)).fetchall()
+    merged = {int(cid): orjson.loads(m) for cid, m in rows}
+    out: dict[str, float] = {"clusters": len(rows)}
+    saved = os.environ["CONSORTIA_DATABASE_URL"]
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            os.environ["CONSORTIA_DATABASE_URL"] = f"sqlite:///{tmp}/upkeep.db"
+            reset_settings()
+            reset_engine()
+            migrate()
+            eng = get_engine()
+            with eng.begin() as conn:
+                conn.exec_driver_sql(
+                    "INSERT INTO clusters (id, title, merged, record_count, member_count, "
+                    "updated_at) VALUES (?, '', ?, 1, 1, '2026-01-01')",
+                    [(cid, m) for cid, m in rows],
+                )
+            ids = list(merged)
+            for label in ("new", "unchanged", "changed", "read back"):
+                if label == "changed":
+                    for m in merged.values():
+                        m["members"] = [*m.get("members", []), "CN-X"]
+                with eng.connect() as conn:
+                    c0 = time.process_time()
+                    for i in range(0, len(ids), 1000):
+                        part = ids[i : i + 1000]
+                        given = None if label == "read back" else {c: merged[c] for c in part}
+                        index.reindex_clusters(conn, part, given)
+                    conn.commit()
+                    out[label] = (time.process_time() - c0) / len(ids)
+    finally:
+        os.environ["CONSORTIA_DATABASE_URL"] = saved
+        reset_settings()
+        reset_engine()
+    return out
+
+
 # --------------------------------------------------------------------------- the queries
 
 
@@ -680,6 +732,7 @@ def main() -> None:
     ap.add_argument(
         "--copy-records", type=int, default=None, help="records of the LC file per member copy"
     )
+    ap.add_argument("--upkeep", type=int, default=0, help="clusters for the index upkeep cost test")
     ap.add_argument(
         "--zebra-members", type=int, default=None, help="index only the first N member files"
     )
@@ -719,6 +772,15 @@ def main() -> None:
                 f"{cost[f'index_wall_{k}'] / n * 1e6:.0f} µs a record wall, "
                 f"{cost[f'index_cpu_{k}'] / n * 1e6:.0f} µs CPU"
             )
+
+    if args.upkeep:
+        up = upkeep_cost(args.upkeep, args)
+        print(
+            f"index upkeep (reindex_clusters, {up['clusters']:.0f} clusters, batches of 1000), "
+            "CPU a cluster: "
+            + ", ".join(f"{k} {up[k] * 1e6:.0f} µs" for k in ("new", "unchanged", "changed"))
+            + f", reading the merged records back {up['read back'] * 1e6:.0f} µs"
+        )
 
     isbns = sample_isbns(8)
     qs = query_mix([_isbn10(i) for i in isbns])
