@@ -3,6 +3,7 @@ holdings, crash safety. Real LC records (tests/data/ingest/loc-60.mrc, from LC's
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -459,3 +460,22 @@ def test_worker_plans_give_the_catalogue_the_writer_gives(
     assert planned[1] < 60 + 15
     joined = [k for k in alone if len({m for m, _ in k}) == 2]
     assert len(joined) >= 55
+
+
+def test_no_plans_taken_while_another_load_runs(
+    session: Session, two_members: tuple[str, str]
+) -> None:
+    """Keys another member's load adds while this one runs are not in the writer's view of
+    recent batches, so with another load running the writer decides every record itself."""
+    from consortia.catalog import ingest
+    from consortia.catalog.models import LoadBatch
+
+    other = ingest.create_batch(session.connection(), "CN-B", "other.mrc")
+    session.execute(
+        LoadBatch.__table__.update()
+        .where(LoadBatch.id == other)
+        .values(status="running", started_at=dt.datetime.now(dt.UTC))
+    )
+    session.commit()
+    summary = service.load_files(CLI, "CN-A", [LOC], workers=2)
+    assert (summary.added, summary.planned) == (60, 0)

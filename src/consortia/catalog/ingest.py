@@ -894,6 +894,19 @@ class Writer:
         """The records whose worker plan still holds against what other batches did since."""
         if not planned:
             return set()
+        # Keys another load adds meanwhile are not in _recent_keys: while another load runs
+        # (started within the day; one that crashed stays "running"), the writer decides alone.
+        others = self.conn.scalar(
+            select(func.count())
+            .select_from(LoadBatch)
+            .where(
+                LoadBatch.status == "running",
+                LoadBatch.id != self.batch_id,
+                LoadBatch.started_at > dt.datetime.now(dt.UTC) - dt.timedelta(days=1),
+            )
+        )
+        if others:
+            return set()
         ok: set[int] = set()
         since: dict[int, set[str] | None] = {}
         retained = {seq: keys for seq, keys in self._recent_keys}
