@@ -1,8 +1,14 @@
 """Resource-sharing benchmark: one year at the Changbei Academic Library Alliance's 2014 peak,
 replayed through the service layer to completion, every transition and every event.
 
-    .venv/bin/python bench/ill.py [--requests 350000] [--sqlite] [--postgresql URL]
-                                  [--workers 2] [--seed 2014]
+    flock /tmp/bench.lock .venv/bin/python bench/ill.py [--requests 350000] [--sqlite]
+        [--postgresql URL] [--workers 2] [--seed 2014] [--no-baseline]
+
+With SQLite, a raw baseline runs in the same temporary directory just before and just after the
+replay (``raw_sqlite``: transactions of two statements through Python's sqlite3 with the
+platform's pragmas), and the report gives the service's calls per second and per CPU second as
+a ratio to it. Profiles of the replay: ``BENCH_PROFILE=FILE`` (cProfile, CPU time) or
+``BENCH_PYINSTRUMENT=FILE`` (sampling; pyinstrument on PYTHONPATH, not a dependency).
 
 The year: 350,000 requests over 2014 (weekdays busier than weekends, 08:00-22:00 China time),
 85 % copies and 15 % loans, each requesting library and its Chinese/foreign mix as in the

@@ -22,12 +22,11 @@ maps each event to the message it calls for, built deterministically from the ev
 outbox (``ill_outbox``, unique ``message_key``: writing the same message twice is a no-op), so
 it is idempotent and may run as often as one likes:
 
-- the service should call ``after_transition(session, request_id)`` in the transaction of each
-  transition, so that the message is committed with the change (not wired yet: see the lead's
-  note in the report);
+- the service calls ``after_transition(session, request_id)`` in the transaction of each
+  transition (``service._tell_peers``), so that the message is committed with the change;
 - ``sync(factory)`` (run by the outbox task before each delivery round) catches up every open
-  request that involves a member system, so nothing is lost while that call is not wired or
-  when a process died between the commit and the delivery.
+  request that involves a member system, so nothing is lost when a process died between the
+  commit and the delivery, or when a message could not be built at the time.
 
 Delivery (``deliver_due``): due ``pending`` rows, oldest first, each claimed by a lease (its
 ``next_attempt_at`` is pushed past the send's time-out, so a second worker, or a second
