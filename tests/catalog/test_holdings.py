@@ -295,3 +295,29 @@ def test_api_holdings_and_mapping_for_own_library_only(
         headers={"X-CSRF-Token": csrf},
     )
     assert r.status_code == 403
+
+
+def test_csv_items_outlive_a_changed_record_and_go_with_a_deleted_one(
+    session: Session, loaded: list[str], tmp_path: Path
+) -> None:
+    a = loaded[0]
+    service.load_holdings(
+        session, CLI, "CN-A", (HEADER + f"CN-A,{a},A0001,PL 1,Stacks,available\n").encode()
+    )
+    session.commit()
+    record = loc_records()[0]
+    record.add_field(
+        pymarc.Field(
+            tag="500",
+            indicators=pymarc.Indicators(" ", " "),
+            subfields=[pymarc.Subfield("a", "Catalogued again.")],
+        )
+    )
+    changed = service.load_files(CLI, "CN-A", [write(tmp_path / "c.mrc", [record])], workers=1)
+    assert changed.updated == 1
+    assert _items(session, a) == [("A0001", "PL 1", "Stacks", "available", "csv")]
+
+    record.leader = record.leader[:5] + "d" + record.leader[6:]
+    gone = service.load_files(CLI, "CN-A", [write(tmp_path / "d.mrc", [record])], workers=1)
+    assert gone.deleted == 1
+    assert _items(session, a) == []

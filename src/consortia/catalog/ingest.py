@@ -581,9 +581,18 @@ class Writer:
             )
             self.summary.deleted += len(deletions)
         if detach:
+            gone = {sid for sid, _ in deletions}
             for part in _parts(detach):
                 conn.execute(delete(MatchKey).where(MatchKey.source_record_id.in_(part)))
-                conn.execute(delete(Holding).where(Holding.source_record_id.in_(part)))
+                # Items from a holdings CSV outlive a changed record (the member's MARC export
+                # carries none); they go with the record or with the member's next CSV.
+                conn.execute(
+                    delete(Holding).where(
+                        Holding.source_record_id.in_(part),
+                        (Holding.origin != "csv")
+                        | Holding.source_record_id.in_([sid for sid in part if sid in gone]),
+                    )
+                )
                 conn.execute(
                     update(SourceRecord).where(SourceRecord.id.in_(part)).values(cluster_id=None)
                 )
