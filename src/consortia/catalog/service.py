@@ -453,7 +453,7 @@ def load_holdings(
         {
             "member_id": member.id,
             "source_record_id": known[rid],
-            **{k: v for k, v in item.to_dict().items()},
+            **item.to_dict(),
         }
         for rid, its in items.items()
         for item in its
