@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from consortia import __version__
 from consortia.db import get_engine, migrate
@@ -46,6 +50,58 @@ def _error_response(
     body: dict[str, object] = {"error": code, "detail": message}
     body.update(extra or {})
     return JSONResponse(body, status_code=status)
+
+
+class CookiesAndHeaders:
+    """The CSRF and language cookies and the security headers on every answer.
+
+    Plain ASGI rather than ``@app.middleware("http")``: Starlette's BaseHTTPMiddleware runs the
+    app in another task and streams the body through a memory channel, about a millisecond a
+    request (measured on the search API).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        # The dict Request.state writes to, so a page can hand its new CSRF cookie over.
+        state: dict[str, Any] = scope.setdefault("state", {})
+        request = HTTPConnection(scope)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                if CSRF_COOKIE not in request.cookies:
+                    value = state.get("new_csrf_cookie") or secrets.token_urlsafe(32)
+                    _set_cookie(headers, CSRF_COOKIE, value, httponly=True, samesite="strict")
+                lang = request.query_params.get("lang")
+                if lang in ("zh-CN", "en"):
+                    _set_cookie(headers, LANG_COOKIE, lang, samesite="lax", max_age=365 * 86400)
+                for name, value in _SECURITY_HEADERS:
+                    if name not in headers:
+                        headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+_SECURITY_HEADERS = (
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "DENY"),
+    ("referrer-policy", "same-origin"),
+)
+
+
+def _set_cookie(headers: MutableHeaders, name: str, value: str, **options: Any) -> None:
+    # Response.set_cookie's formatting, onto headers that are already on their way.
+    carrier = Response()
+    carrier.set_cookie(name, value, **options)
+    for key, raw in carrier.raw_headers:
+        if key == b"set-cookie":
+            headers.append("set-cookie", raw.decode("latin-1"))
 
 
 def create_app(*, run_migrations: bool = True) -> FastAPI:
@@ -94,22 +150,7 @@ def create_app(*, run_migrations: bool = True) -> FastAPI:
         message = gettext(lang, str(exc.detail)) if exc.detail else ""
         return _error_response(request, exc.status_code, "http_error", message)
 
-    @app.middleware("http")
-    async def cookies_and_headers(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response = await call_next(request)
-        # A CSRF cookie for forms shown before sign-in (double-submit on the login form).
-        if CSRF_COOKIE not in request.cookies:
-            value = getattr(request.state, "new_csrf_cookie", None) or secrets.token_urlsafe(32)
-            response.set_cookie(CSRF_COOKIE, value, httponly=True, samesite="strict", secure=False)
-        lang = request.query_params.get("lang")
-        if lang in ("zh-CN", "en"):
-            response.set_cookie(LANG_COOKIE, lang, samesite="lax", max_age=365 * 86400)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        return response
+    app.add_middleware(CookiesAndHeaders)
 
     from consortia.accounts.api import router as accounts_router
     from consortia.catalog.api import router as catalog_router
@@ -127,6 +168,10 @@ def create_app(*, run_migrations: bool = True) -> FastAPI:
     from consortia.stats.pages import router as stats_pages_router
     from consortia.web.pages import router as pages_router
 
+    # Routes are matched in order, every route of every router before the one that answers
+    # (~6 µs a route): the busiest, read-only ones first.
+    app.include_router(search_router)
+    app.include_router(sru_router)
     app.include_router(accounts_router)
     app.include_router(catalog_router)
     app.include_router(catalog_pages_router)
@@ -136,9 +181,7 @@ def create_app(*, run_migrations: bool = True) -> FastAPI:
     app.include_router(openurl_router)
     app.include_router(iso18626_router)
     app.include_router(members_router)
-    app.include_router(search_router)
     app.include_router(search_pages_router)
-    app.include_router(sru_router)
     app.include_router(stats_router)
     app.include_router(stats_pages_router)
     app.include_router(pages_router)
