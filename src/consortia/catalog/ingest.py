@@ -4,10 +4,17 @@ read → normalise → match keys → cluster → holdings → store. Parsing is
 process pool (both cores); one writer applies batches, each batch one transaction, so a crash
 loses at most the batch in flight and a re-run picks up where it stopped (loads are idempotent per
 member and record id: an unchanged record is recognised by its fingerprint without re-clustering).
+
+The search index is not written in the batches: each batch marks the clusters it touched
+(``search_pending``) in its own transaction; a small load (``INLINE_INDEX_BYTES``) indexes them
+right after each commit, a big one once at its end, documents built in the worker processes
+(``search.index.index_pending``). Marks a crash left are indexed by the next load or the
+background task (``catalog.tasks.index_pending``), so nothing acknowledged is lost to search.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import gc
 import hashlib
@@ -17,7 +24,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -47,6 +54,16 @@ from consortia.members.models import Member
 from consortia.search import index as search_index
 
 BATCH_SIZE = 1000  # records per transaction
+# A load of at most this many bytes (about 8,000 MARC records) brings the search index up to
+# date after every batch, so search sees its records as they commit; a bigger one marks the
+# clusters it touches and indexes them once at the end (see search.index.index_pending).
+INLINE_INDEX_BYTES = 8 << 20
+# SQLite, during a load, on the writer's connection: a page cache that holds the indexes' hot
+# pages (the default 2 MB makes every key insert read pages back), and a WAL checkpointed every
+# ~64 MB instead of every 4 MB (a page written by many batches is copied back once, not once a
+# batch). Both are restored when the load ends.
+LOAD_CACHE_KIB = 128 << 10
+LOAD_CHECKPOINT_PAGES = 16_000
 CHUNK_RECORDS = 250  # records per job sent to a worker process
 FORMATS = ("auto", "iso2709", "marcxml", "json")
 ENCODINGS = ("auto", "utf-8", "marc8", "gbk", "gb18030")
@@ -73,7 +90,9 @@ class Prepared:
     keys: list[str]
     items: list[Item]
     normalized_json: bytes = b""  # the record as stored (the JSON column's own serialisation)
-    merged_alone: dict[str, Any] = field(default_factory=dict)
+    # The merged record it would have alone in a new cluster, as JSON (the writer stores it as
+    # it is: no decoding and encoding again in the single writer).
+    merged_alone: bytes = b""
     title: str = ""  # what a new cluster of this record alone shows
     year: int | None = None
     plan: Plan | None = None
@@ -98,7 +117,7 @@ class Plan:
     cluster_id: int | None  # None: a new cluster of its own
     decision: matching.MatchDecision | None
     seen: dict[int, dt.datetime]  # candidate clusters and the updated_at the worker saw
-    merged: dict[str, Any] | None = None  # the joined cluster's merged record with this one
+    merged: bytes = b""  # the joined cluster's merged record with this one, as JSON
     record_count: int = 0
     member_count: int = 0
 
@@ -145,8 +164,11 @@ def prepare(
     mapping: Mapping | None,
     base_offset: int = 0,
     member_code: str = "",
+    alone: bool = True,
 ) -> Prepared | Failed:
-    """Normalise one read record; a record that cannot be normalised is a failure too."""
+    """Normalise one read record; a record that cannot be normalised is a failure too.
+    ``alone``: also make the merged record it would have alone in a new cluster (a worker that
+    plans makes it afterwards, only for the records that do not join a cluster)."""
     if isinstance(result, ReadFailure):
         return Failed(result.raw, base_offset + result.offset, result.reason, result.record_id)
     fingerprint = hashlib.sha1(result.raw).hexdigest()
@@ -168,7 +190,7 @@ def prepare(
         rec = normalize(result.record, result.flavour, result.record_id)
         keys = matching.match_keys(rec)
         items = items_from_record(result.record, result.flavour, mapping)
-        merged = matching.merge([(member_code, rec)])
+        merged = _json(matching.merge([(member_code, rec)])) if alone else b""
         as_json = orjson.dumps(rec.to_dict(), option=orjson.OPT_NON_STR_KEYS)
     except Exception as exc:  # a record we cannot understand must not stop the load
         return Failed(
@@ -192,12 +214,17 @@ def prepare(
     )
 
 
+def _json(value: Any) -> bytes:
+    """A JSON column's value as the database gets it (consortia.db's serialiser)."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+
+
 def _prepare_chunk(
     args: tuple[bytes, int, str, str, str, Mapping | None, str, str | None, int],
 ) -> list[Prepared | Failed]:
     data, base, encoding, flavour, filename, mapping, member_code, db_url, seq = args
     out = [
-        prepare(r, mapping, base, member_code)
+        prepare(r, mapping, base, member_code, alone=db_url is None)
         for r in read_records(
             io.BytesIO(data),
             format="iso2709",
@@ -216,10 +243,21 @@ def _prepare_chunk(
         except Exception:  # planning is an optimisation: the writer can always decide alone
             for p in ready:
                 p.plan = None
-        for p in ready:
-            if p.plan is not None and p.plan.cluster_id is not None:
-                p.merged_alone = {}  # joins a cluster: the plan's merged record is what counts
-            p.normalized = None  # sent as normalized_json
+        for i, item in enumerate(out):
+            if not isinstance(item, Prepared):
+                continue
+            if not item.deleted and (item.plan is None or item.plan.cluster_id is None):
+                # Not joining a cluster by plan: the merged record of its own new cluster.
+                try:
+                    item.merged_alone = _json(matching.merge([(member_code, item.record())]))
+                except Exception as exc:  # as in prepare: such a record must not stop the load
+                    out[i] = Failed(
+                        item.raw,
+                        item.offset,
+                        f"cannot normalise: {type(exc).__name__}: {exc}",
+                        item.record_id,
+                    )
+            item.normalized = None  # sent as normalized_json
     return out
 
 
@@ -277,6 +315,7 @@ def prepared_stream(
     member_code: str = "",
     db_url: str | None = None,
     seq: Callable[[], int] = lambda: 0,
+    pool: Executor | None = None,
 ) -> Iterator[Prepared | Failed]:
     """Prepared records in file order. With ``db_url`` the workers also cluster new records
     against the committed catalogue (``Plan``); ``seq`` tells them how many batches the writer
@@ -295,10 +334,9 @@ def prepared_stream(
             (data, base, encoding, flavour, source.name, mapping, member_code, db_url, seq())
             for data, base in _iso_chunks(fh, on_bytes)
         )
-        # spawn, not fork: the web server that may call us runs threads.
-        with ProcessPoolExecutor(
-            max_workers=workers, mp_context=get_context("spawn"), initializer=_worker_init
-        ) as pool:
+        with contextlib.ExitStack() as stack:
+            if pool is None:
+                pool = stack.enter_context(worker_pool(workers))
             # A bounded window of chunks in flight keeps memory flat on huge files.
             window: list[Any] = []
             for chunk in chunks:
@@ -307,6 +345,14 @@ def prepared_stream(
                     yield from window.pop(0).result()
             for fut in window:
                 yield from fut.result()
+
+
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """The load's worker processes (started on first use). spawn, not fork: the web server
+    that may call us runs threads."""
+    return ProcessPoolExecutor(
+        max_workers=workers, mp_context=get_context("spawn"), initializer=_worker_init
+    )
 
 
 def _key_clusters(conn: Connection, keys: list[str]) -> dict[str, set[int]]:
@@ -394,7 +440,7 @@ def plan_records(conn: Connection, prepared: list[Prepared], member_code: str) -
         plan = Plan(chosen, decision, {c: versions[c] for c in cands})
         if chosen is not None:
             recs = [(m, r) for _, m, r in members[chosen]] + [(member_code, p.normalized)]
-            plan.merged = matching.merge(recs)
+            plan.merged = _json(matching.merge(recs))
             plan.record_count = len(recs)
             plan.member_count = len({m for m, _ in recs})
         p.plan = plan
@@ -452,19 +498,20 @@ class Writer:
         # committed did not see them (a chunk is planned at most a few batches ahead).
         self._recent_keys: deque[tuple[int, set[str]]] = deque(maxlen=16)
         self._batch_keys: set[str] = set()
+        self.last_touched: set[int] = set()  # the clusters the last batch touched
 
     def apply(self, batch: list[Prepared | Failed]) -> None:
-        # The clusters this batch touches are collected apart and indexed for search in the
-        # batch's own transaction.
+        # The clusters this batch touches are collected apart and marked for the search index
+        # in the batch's own transaction (indexed after the commit or at the end of the load).
         earlier, self.summary.touched = self.summary.touched, set()
-        self.merged_now: dict[int, dict[str, Any]] = {}  # merged records made in this batch
         self._batch_keys = set()
         try:
             self._apply(batch)
             cpu = time.process_time()
-            search_index.reindex_clusters(self.conn, self.summary.touched, self.merged_now)
+            search_index.mark_pending(self.conn, self.summary.touched)
             self.summary.index_cpu += time.process_time() - cpu
         finally:
+            self.last_touched = self.summary.touched
             earlier |= self.summary.touched
             self.summary.touched = earlier
         self._recent_keys.append((self.seq + 1, self._batch_keys))
@@ -626,8 +673,8 @@ class Writer:
             for pid in provisional:
                 recs = new_clusters[pid].records
                 first = recs[0][1]
-                merged = (
-                    first.merged_alone
+                merged: Any = (
+                    orjson.Fragment(first.merged_alone)
                     if len(recs) == 1 and first.merged_alone
                     else matching.merge([(m, r.record()) for m, r in recs])
                 )
@@ -644,8 +691,6 @@ class Writer:
                 )
             ids = self._insert_ids(Cluster, rows)
             real_ids = dict(zip(provisional, ids, strict=True))
-            for pid, row in zip(provisional, rows, strict=True):
-                self.merged_now[real_ids[pid]] = cast(dict[str, Any], row["merged"])
 
         def cluster_id(p: Prepared) -> int:
             cid = decisions[id(p)][0]
@@ -734,7 +779,7 @@ class Writer:
         fast_rows: list[dict[str, Any]] = [
             {
                 "cid": cid,
-                "merged": plan.merged,
+                "merged": orjson.Fragment(plan.merged),
                 "record_count": plan.record_count,
                 "member_count": plan.member_count,
                 "now": now,
@@ -769,8 +814,6 @@ class Writer:
                 ),
                 fast_rows,
             )
-        for fr in fast_rows:
-            self.merged_now[fr["cid"]] = fr["merged"]
         self.summary.touched.update(fr["cid"] for fr in fast_rows)
         return slow
 
@@ -987,8 +1030,6 @@ class Writer:
                     "now": now,
                 }
             )
-        for u in updates:
-            self.merged_now[cast(int, u["cid"])] = cast(dict[str, Any], u["merged"])
         if updates:
             conn.execute(
                 update(Cluster)
@@ -1010,7 +1051,6 @@ class Writer:
     def finish_replace(self) -> None:
         """--replace: the member's live records absent from this full load are deleted."""
         conn = self.conn
-        self.merged_now = {}
         gone = list(
             conn.execute(
                 select(SourceRecord.id, SourceRecord.cluster_id).where(
@@ -1032,7 +1072,7 @@ class Writer:
         self.summary.deleted += len(gone)
         self._refresh(dirty)
         self.summary.touched |= dirty
-        search_index.reindex_clusters(conn, dirty, self.merged_now)
+        search_index.mark_pending(conn, dirty)
 
 
 _UPDATABLE = (
@@ -1183,9 +1223,15 @@ def ingest_files(
     workers: int | None = None,
     batch_id: int | None = None,
     progress: Callable[[int, int, int], None] | None = None,
+    defer_index: bool = False,
 ) -> LoadSummary:
     """Load files for a member. ``conn_factory`` gives a fresh Connection context (engine.begin
-    is not used: each batch commits on its own so acknowledged work survives a crash)."""
+    is not used: each batch commits on its own so acknowledged work survives a crash).
+
+    The search index: a load of at most INLINE_INDEX_BYTES is indexed after every batch, a
+    bigger one at its end (with everything else still pending); ``defer_index`` leaves it to
+    the background task or the next load (a bulk build of several members' files, one load
+    after another: each cluster is then indexed once, not once per load)."""
     _check_options(format, encoding, flavour)
     paths = [Path(p) for p in paths]
     for p in paths:
@@ -1216,12 +1262,17 @@ def ingest_files(
         db_url = conn.engine.url.render_as_string(hide_password=False)
         if conn.dialect.name == "sqlite" and conn.engine.url.database in (None, "", ":memory:"):
             db_url = None  # the workers cannot see a private in-memory database
+        inline = total <= INLINE_INDEX_BYTES and not defer_index
         done_before = 0
         gc_was = gc.get_threshold()
         # The writer keeps few long-lived objects but makes many short-lived trees (records,
         # rows): with the default thresholds the cyclic GC walks them over and over.
         gc.freeze()
         gc.set_threshold(50_000, 50, 50)
+        stack = contextlib.ExitStack()
+        pool = stack.enter_context(worker_pool(workers)) if workers > 1 else None
+        if conn.dialect.name == "sqlite":
+            stack.enter_context(_sqlite_load_settings(conn))
         try:
             for path in paths:
                 writer.filename = path.name
@@ -1242,19 +1293,31 @@ def ingest_files(
                     member_code=member_code,
                     db_url=db_url,
                     seq=lambda: writer.seq,
+                    pool=pool,
                 )
                 for item in stream:
                     pending.append(item)
                     if len(pending) >= BATCH_SIZE:
-                        _commit_batch(conn, writer, pending, state["bytes"], progress, total)
+                        _commit_batch(
+                            conn, writer, pending, state["bytes"], progress, total, inline
+                        )
                         pending = []
                 if pending:
-                    _commit_batch(conn, writer, pending, state["bytes"], progress, total)
+                    _commit_batch(conn, writer, pending, state["bytes"], progress, total, inline)
                 done_before += path.stat().st_size
             if replace:
                 writer.finish_replace()
+                conn.commit()
             summary = writer.summary
             summary.clusters_touched = len(summary.touched)
+            if not defer_index:
+                # Everything still pending (this load's clusters, or a crashed load's):
+                # documents built in the worker processes while this process writes them.
+                cpu = time.process_time()
+                search_index.index_pending(
+                    conn, pool=pool if db_url is not None else None, db_url=db_url
+                )
+                summary.index_cpu += time.process_time() - cpu
             conn.execute(
                 update(LoadBatch)
                 .where(LoadBatch.id == batch_id)
@@ -1292,9 +1355,25 @@ def ingest_files(
             conn.commit()
             raise
         finally:
+            stack.close()
             gc.set_threshold(*gc_was)
             gc.unfreeze()
     return summary
+
+
+@contextlib.contextmanager
+def _sqlite_load_settings(conn: Connection) -> Iterator[None]:
+    """LOAD_CACHE_KIB and LOAD_CHECKPOINT_PAGES for the duration of a load."""
+    cache = conn.exec_driver_sql("PRAGMA cache_size").scalar()
+    checkpoint = conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
+    conn.exec_driver_sql(f"PRAGMA cache_size = -{int(LOAD_CACHE_KIB)}")
+    conn.exec_driver_sql(f"PRAGMA wal_autocheckpoint = {int(LOAD_CHECKPOINT_PAGES)}")
+    try:
+        yield
+    finally:
+        conn.rollback()
+        conn.exec_driver_sql(f"PRAGMA cache_size = {int(cache or -2000)}")
+        conn.exec_driver_sql(f"PRAGMA wal_autocheckpoint = {int(checkpoint or 1000)}")
 
 
 def _commit_batch(
@@ -1304,6 +1383,7 @@ def _commit_batch(
     bytes_done: int,
     progress: Callable[[int, int, int], None] | None,
     total: int,
+    inline: bool = True,
 ) -> None:
     writer.apply(pending)
     conn.execute(
@@ -1313,6 +1393,10 @@ def _commit_batch(
     )
     conn.commit()
     writer.committed()
+    if inline:
+        cpu = time.process_time()
+        search_index.index_pending(conn, ids=writer.last_touched)
+        writer.summary.index_cpu += time.process_time() - cpu
     if progress:
         progress(bytes_done, total, writer.summary.read)
 

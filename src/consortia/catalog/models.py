@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Float,
     ForeignKey,
@@ -122,6 +123,23 @@ class Holding(Base):
     # available, on_loan, in_transit, missing, lost, not_for_loan, on_order
     status: Mapped[str] = mapped_column(String(20), nullable=False, default="available")
     origin: Mapped[str] = mapped_column(String(20), nullable=False, default="")  # 852, 952, csv
+
+
+class SearchPending(Base):
+    """A cluster whose search document is behind its merged record.
+
+    A big load records the clusters each batch touched here, in the batch's own transaction,
+    instead of indexing them batch by batch (a cluster four members join would be indexed four
+    times); ``consortia.search.index.index_pending`` brings their documents up to date at the
+    end of the load, at the next load, or in the background task. No foreign key: a cluster
+    gone since is pending too (its document goes)."""
+
+    __tablename__ = "search_pending"
+
+    cluster_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    # time.time_ns() of the last mark: a drain removes the row only if it is unchanged since
+    # the drain read it (a later mark means a later change it may not have seen).
+    version: Mapped[int] = mapped_column(BigInteger, nullable=False)
 
 
 class QuarantinedRecord(Base):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,8 +52,10 @@ def load_files(
     workers: int | None = None,
     batch_id: int | None = None,
     progress: Callable[[int, int, int], None] | None = None,
+    defer_index: bool = False,
 ) -> ingest.LoadSummary:
-    """Load files for a member (each batch commits on its own: a crash keeps what was done)."""
+    """Load files for a member (each batch commits on its own: a crash keeps what was done).
+    ``defer_index``: leave the search index to ``index_pending`` (see ``ingest.ingest_files``)."""
     return ingest.ingest_files(
         _connection,
         member_code,
@@ -65,6 +68,7 @@ def load_files(
         workers=workers,
         batch_id=batch_id,
         progress=progress,
+        defer_index=defer_index,
     )
 
 
@@ -139,6 +143,31 @@ def run_batch(batch_id: int, upload_dir: Path) -> ingest.LoadSummary:
         workers=1,
         batch_id=batch_id,
     )
+
+
+def index_pending(*, quiet_seconds: float = 0.0, workers: int = 1) -> int:
+    """Bring the search documents of the clusters still marked pending up to date (what a
+    crashed or killed load left, or loads with ``defer_index``); returns how many. With
+    ``quiet_seconds``: only when no mark is younger than that (no load is marking now). With
+    ``workers`` > 1 the documents are built in that many processes."""
+    from consortia.search import index as search_index
+
+    with _connection() as conn:
+        count, newest = search_index.pending_state(conn)
+        conn.commit()
+        if not count:
+            return 0
+        if quiet_seconds and newest is not None and time.time_ns() - newest < quiet_seconds * 1e9:
+            return 0
+        url = conn.engine.url
+        if workers <= 1 or (
+            url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+        ):
+            return search_index.index_pending(conn)
+        with ingest.worker_pool(workers) as pool:
+            return search_index.index_pending(
+                conn, pool=pool, db_url=url.render_as_string(hide_password=False)
+            )
 
 
 # ---------------------------------------------------------------------------- look-ups

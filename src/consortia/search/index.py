@@ -1,8 +1,13 @@
 """Keeping the search index current: one document per cluster, built from its merged record.
 
-``reindex_clusters(conn, ids)`` is called by the ingest writer at the end of every batch, in the
-batch's transaction, with the clusters the batch touched (made, changed or emptied); it is
-set-based (a fixed number of statements per call) because ingest speed depends on it.
+The ingest writer does not write documents itself: in every batch's transaction it marks the
+clusters the batch touched (made, changed or emptied) as pending (``mark_pending``, table
+``search_pending``), and ``index_pending`` brings their documents up to date — right after each
+batch for a small load (search sees it at once), once at the end for a big one (a cluster four
+members join is indexed once, not four times; documents built in the load's worker processes),
+and whatever a crash left behind at the next load or in the background task. Every document
+write goes through ``index_pending`` or ``reindex_clusters``; both are set-based (a fixed number
+of statements per part) because ingest speed depends on them.
 ``reindex_all`` rebuilds everything (``consortia search reindex``); ``reindex_member`` redoes a
 member's clusters when its region changes (facets carry the holding members' regions).
 
@@ -24,16 +29,19 @@ they would be noise (many English words are pinyin syllables) and cost indexing 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import select
-from sqlalchemy.engine import Connection
+from sqlalchemy import func, select
+from sqlalchemy.engine import Connection, Engine
 
-from consortia.catalog.models import Cluster, SourceRecord
+from consortia.catalog.models import Cluster, SearchPending, SourceRecord
 from consortia.members.models import Member, Region
 from consortia.search import cjk
 
@@ -199,6 +207,32 @@ class Document:
         return [
             (self.cluster_id, f, v) for f, v in dict.fromkeys((f, v[:100]) for f, v in self.facets)
         ]
+
+
+class PrebuiltDocument(Document):
+    """A document built in a worker process, as it crosses back: its ``search_documents`` row
+    and facet rows (strings unpickle several times faster than the token lists); the token
+    lists are made again (split) only when a backend asks for them (PostgreSQL's tsvector)."""
+
+    def __init__(self, row: tuple[Any, ...], facet_rows: list[tuple[int, str, str]]) -> None:
+        self._row = row
+        self._facet_rows = facet_rows
+        self.cluster_id = row[0]
+        self.year = row[7]
+        self.sort_title, self.sort_author, self.sort_publisher = row[8:11]
+        self.facets = [(f, v) for _, f, v in facet_rows]
+
+    @property
+    def columns(self) -> dict[str, list[str]]:  # type: ignore[override]
+        return {
+            c: (v.split(" ") if v else []) for c, v in zip(COLUMNS, self._row[1:7], strict=True)
+        }
+
+    def row(self) -> tuple[Any, ...]:
+        return self._row
+
+    def facet_rows(self) -> list[tuple[int, str, str]]:
+        return self._facet_rows
 
 
 DOC_COLUMNS = (
@@ -390,6 +424,7 @@ def reindex_clusters(
     if not ids:
         return 0
     backend = backend_for(conn.dialect.name)
+    _lock_documents(conn)
     regions = member_regions(conn)
     known = merged or {}
     written = 0
@@ -401,6 +436,191 @@ def reindex_clusters(
         backend.replace_documents(conn, part, docs)
         written += len(docs)
     return written
+
+
+# --------------------------------------------------------------------------- pending clusters
+
+# Concurrent writers of documents (two drains, a drain and ``reindex_member``) take turns on
+# PostgreSQL through this transaction-level advisory lock (SQLite has one writer at a time).
+_PG_LOCK = 0x5EA2C4  # an arbitrary constant of this application
+_last_version = 0
+
+
+def _lock_documents(conn: Connection) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (_PG_LOCK,))
+
+
+def _version() -> int:
+    """A mark's version: the time in ns, strictly increasing within the process."""
+    global _last_version
+    _last_version = max(time.time_ns(), _last_version + 1)
+    return _last_version
+
+
+def mark_pending(conn: Connection, cluster_ids: Iterable[int]) -> int:
+    """Mark clusters whose documents ``index_pending`` is to bring up to date, in the caller's
+    transaction (so a crash after its commit loses no mark). Returns the number marked."""
+    ids = sorted(set(cluster_ids))
+    if not ids:
+        return 0
+    ph = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    version = _version()
+    conn.exec_driver_sql(
+        f"INSERT INTO search_pending (cluster_id, version) VALUES ({ph}, {ph}) "
+        "ON CONFLICT (cluster_id) DO UPDATE SET version = excluded.version",
+        [(i, version) for i in ids],
+    )
+    return len(ids)
+
+
+def pending_state(conn: Connection) -> tuple[int, int | None]:
+    """(clusters pending, the newest mark's version in ns or None)."""
+    n, newest = conn.execute(
+        select(func.count(), func.max(SearchPending.version)).select_from(SearchPending)
+    ).one()
+    return int(n or 0), (int(newest) if newest is not None else None)
+
+
+_ENGINES: dict[str, Engine] = {}
+
+
+def _engine(url: str) -> Engine:
+    from consortia.db import make_engine
+
+    engine = _ENGINES.get(url)
+    if engine is None:
+        engine = _ENGINES[url] = make_engine(url)
+    return engine
+
+
+def build_part(
+    db_url: str, ids: list[int]
+) -> list[tuple[tuple[Any, ...], list[tuple[int, str, str]]]]:
+    """The documents of these clusters (their rows and facet rows: see ``PrebuiltDocument``),
+    read and built in a worker process; the clusters gone have none. Their merged records are
+    read after the caller read the marks, so a document is never older than the mark it
+    clears."""
+    with _engine(db_url).connect() as conn:
+        regions = member_regions(conn)
+        docs = [build_document(cid, m, regions) for cid, m in _merged_of(conn, ids)]
+        conn.rollback()
+    return [(d.row(), d.facet_rows()) for d in docs]
+
+
+def _write_part(
+    conn: Connection,
+    backend: Any,
+    marks: list[tuple[int, int]],
+    docs: list[Document],
+) -> None:
+    """One part's transaction: the documents replaced and the marks that are still as read
+    cleared (a cluster marked again meanwhile stays pending: its document may be older)."""
+    ph = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    _lock_documents(conn)
+    # A write first: on SQLite the transaction then reads what is committed once it holds the
+    # write lock, not a snapshot from before another writer's commit.
+    conn.exec_driver_sql(
+        f"DELETE FROM search_pending WHERE cluster_id = {ph} AND version = {ph}", marks
+    )
+    backend.replace_documents(conn, [cid for cid, _ in marks], docs)
+    conn.commit()
+
+
+def index_pending(
+    conn: Connection,
+    *,
+    ids: Iterable[int] | None = None,
+    pool: Executor | None = None,
+    db_url: str | None = None,
+    window: int = 4,
+    part_size: int = 1000,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Bring the documents of pending clusters up to date (all of them, or those of ``ids``),
+    one transaction per part of ``part_size`` clusters; returns the number of clusters done.
+
+    With ``pool``
+    (worker processes that can open ``db_url``) the documents are built there, ``window``
+    parts ahead, while this connection writes: the writer only writes. Clusters marked again
+    while this runs stay pending for the next drain. ``progress`` gets the number done so far.
+    """
+    from consortia.search.backends import backend_for
+
+    backend = backend_for(conn.dialect.name)
+    ph = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    wanted = sorted(set(ids)) if ids is not None else None
+    regions: dict[str, str] | None = None
+    done = 0
+    last = 0
+    at = 0  # position in ``wanted``
+
+    def next_marks() -> list[tuple[int, int]]:
+        nonlocal last, at
+        if wanted is not None:
+            part = wanted[at : at + part_size]
+            at += part_size
+            if not part:
+                return []
+            rows = conn.exec_driver_sql(
+                "SELECT cluster_id, version FROM search_pending "
+                f"WHERE cluster_id IN ({', '.join([ph] * len(part))}) ORDER BY cluster_id",
+                tuple(part),
+            ).all()
+            if not rows and at < len(wanted):
+                return next_marks()
+        else:
+            rows = conn.exec_driver_sql(
+                "SELECT cluster_id, version FROM search_pending WHERE cluster_id > "
+                f"{ph} ORDER BY cluster_id LIMIT {int(part_size)}",
+                (last,),
+            ).all()
+        if rows:
+            last = int(rows[-1][0])
+        return [(int(c), int(v)) for c, v in rows]
+
+    if pool is not None and db_url is not None:
+        flight: deque[tuple[list[tuple[int, int]], Future[Any]]] = deque()
+        try:
+            while True:
+                while len(flight) < window:
+                    marks = next_marks()
+                    if not marks:
+                        break
+                    flight.append((marks, pool.submit(build_part, db_url, [c for c, _ in marks])))
+                # The reads above end before the write transaction begins (SQLite snapshot).
+                conn.commit()
+                if not flight:
+                    break
+                marks, fut = flight.popleft()
+                built: list[Document] = [
+                    PrebuiltDocument(row, facets) for row, facets in fut.result()
+                ]
+                _write_part(conn, backend, marks, built)
+                done += len(marks)
+                if progress is not None:
+                    progress(done)
+        finally:
+            for _, fut in flight:
+                fut.cancel()
+        return done
+    while True:
+        marks = next_marks()
+        if not marks:
+            conn.commit()
+            break
+        if regions is None:
+            regions = member_regions(conn)
+        # Read after the marks: a document is never older than the mark it clears.
+        docs = [
+            build_document(cid, m, regions) for cid, m in _merged_of(conn, [c for c, _ in marks])
+        ]
+        conn.commit()
+        _write_part(conn, backend, marks, docs)
+        done += len(marks)
+        if progress is not None:
+            progress(done)
+    return done
 
 
 def reindex_all(conn: Connection, *, progress: Any = None, part_size: int = 2000) -> int:
