@@ -725,3 +725,48 @@ def test_sqlite_connections_the_service_writes_on_checkpoint_less_often(
     assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -65_536
     session.commit()
     assert session.connection().exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+
+
+def test_on_sqlite_a_transition_waits_its_turn_for_the_write_lock(
+    session: Session, w: World, engine: Any
+) -> None:
+    """Another process holding SQLite's write lock: the transition waits for it (asking again
+    every fraction of a millisecond, not by the busy handler's growing sleeps), then writes;
+    one that waited too long is refused with nothing written."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's write lock")
+    import sqlite3
+    import threading
+    import time
+
+    result = ill.create_request(session, reader(w), loan(w), at=TUESDAY)
+    session.commit()
+    rid, lender = result.request_id, lender_of(w, result)
+    other = sqlite3.connect(engine.url.database, isolation_level=None, check_same_thread=False)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        threading.Timer(0.2, other.execute, ("COMMIT",)).start()
+        started = time.monotonic()
+        with engine.connect() as conn:
+            assert ill.will_supply(conn, lender, rid, at=TUESDAY + HOUR).version == 3
+            conn.commit()
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
+        assert time.monotonic() - started >= 0.2
+        # Held past the wait: refused, nothing written, the busy timeout as it was.
+        other.execute("BEGIN IMMEDIATE")
+        wait = ill.WRITE_LOCK_WAIT
+        ill.WRITE_LOCK_WAIT = 0.3
+        try:
+            with engine.connect() as conn:
+                with pytest.raises(sqlite3.OperationalError, match="locked"):
+                    ill.ship(conn, lender, rid, at=TUESDAY + 2 * HOUR)
+                conn.rollback()
+                assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
+        finally:
+            ill.WRITE_LOCK_WAIT = wait
+            other.execute("COMMIT")
+    finally:
+        other.close()
+    session.expire_all()
+    assert request_row(session, rid).version == 3
+    assert actions(session, rid)[-1] == "ill.lender.status"
