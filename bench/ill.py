@@ -55,6 +55,7 @@ HOUR = 3600.0
 DAY = 86400.0
 CST = dt.timezone(dt.timedelta(hours=8))
 YEAR_START = dt.datetime(2014, 1, 1, tzinfo=CST)
+YEAR_START_UTC = YEAR_START.astimezone(dt.UTC)
 TICK = 6 * HOUR  # timers run every six simulated hours
 COPY_SHARE = 0.85
 FIRST_UNFILLED = 0.04  # the first lender says Unfilled
@@ -301,7 +302,7 @@ class Replay:
         self.who: dict[int, tuple[int, Any]] = {}
 
     def at(self, t: float) -> dt.datetime:
-        return (YEAR_START + dt.timedelta(seconds=t)).astimezone(dt.UTC)
+        return YEAR_START_UTC + dt.timedelta(seconds=t)
 
     def push(self, t: float, step: str, request_id: int, position: int) -> None:
         self.seq += 1

@@ -95,6 +95,9 @@ from consortia.ill.states import (
     hub_event_for_status,
     next_request_state,
     next_supplier_status,
+    request_state_of,
+    service_type_of,
+    status_of,
 )
 from consortia.ill.states import allowed_actions as iso_actions
 from consortia.members.models import Member
@@ -305,7 +308,9 @@ class _Db:
     def ts(self, value: dt.datetime | None) -> Any:
         if value is None or self.pg:
             return value
-        return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+        if value.tzinfo is not dt.UTC:
+            value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None).isoformat(" ", "microseconds")
 
     def read_ts(self, value: Any) -> dt.datetime | None:
         if value is None:
@@ -540,7 +545,9 @@ class _Tx:
     def move(self, event: HubEvent, action: str, member_id: int | None, **extra: Any) -> str:
         """Apply a hub event (refused by ``IllegalTransition``) and record it."""
         frm = self.state
-        to = next_request_state(ServiceType(self.row.service_type), RequestState(frm), event)
+        to = next_request_state(
+            service_type_of(self.row.service_type), request_state_of(frm), event
+        )
         self.request["state"] = to.value
         self.event(action, frm, to.value, member_id, **extra)
         return to.value
@@ -1190,7 +1197,7 @@ def create_request(
     holders = _holders(db, cluster_id) if cluster_id is not None else {}
     loads = _loads(session, db, at)
     plan = rota.build(borrower, new.service_type, holders, members, loads)
-    svc = ServiceType(new.service_type)
+    svc = service_type_of(new.service_type)
     first = plan.candidates[0] if plan.candidates else None
     states = [RequestState.SUBMITTED]
     if first is not None:
@@ -1490,7 +1497,7 @@ def lender_status(
     """
     tx, at = _start(session, actor, request_id, at)
     _check_lender(actor, tx.row)
-    _supplier(session, tx, Status(status), note=_strip(note, "note"), due=due)
+    _supplier(session, tx, status_of(status), note=_strip(note, "note"), due=due)
     return tx.write()
 
 
@@ -1537,8 +1544,8 @@ def _supplier(
     row, db, at = tx.row, tx.db, tx.at
     if row.state in TERMINAL or row.lender_id is None or row.status is None:
         raise IllegalTransition(row.state, status.value, what="status")
-    svc = ServiceType(row.service_type)
-    current = Status(row.status)
+    svc = service_type_of(row.service_type)
+    current = status_of(row.status)
     new = next_supplier_status(svc, current, status)
     if new == current and not attempt_extra:
         return
@@ -1725,8 +1732,8 @@ def answer_renewal(
         tx.event("ill.loan.renewal_refused", row.state, row.state, row.lender_id, reason=note)
         return tx.write()
     # Overdue -> Loaned is the supplier's renewal answer; Loaned stays Loaned.
-    current = Status(row.status)
-    new = next_supplier_status(ServiceType(row.service_type), current, Status.LOANED)
+    current = status_of(row.status)
+    new = next_supplier_status(service_type_of(row.service_type), current, Status.LOANED)
     member = _members(session, db).get(row.lender_id or 0)
     period = member.loan_period_days if member else 30
     old_due = db.read_ts(row.loan_due_at) or at
@@ -1783,12 +1790,11 @@ def _requester_action(tx: _Tx, action: RequesterAction) -> HubEvent | None:
     row = tx.row
     if row.state in TERMINAL or row.status is None:
         raise IllegalTransition(row.state, action.value)
-    outcome = apply_requester_action(ServiceType(row.service_type), Status(row.status), action)
+    svc = service_type_of(row.service_type)
+    outcome = apply_requester_action(svc, status_of(row.status), action)
     if outcome.hub_event is not None:
         # The hub's table must agree too (e.g. no Received after Returned).
-        next_request_state(
-            ServiceType(row.service_type), RequestState(row.state), outcome.hub_event
-        )
+        next_request_state(svc, request_state_of(row.state), outcome.hub_event)
     return outcome.hub_event
 
 

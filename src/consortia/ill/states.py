@@ -155,6 +155,43 @@ class HubEvent(enum.StrEnum):
     CANCELLED = "cancelled"  # cancelled by the requester (and agreed by the lender, if any)
 
 
+# Each vocabulary's members by value. ``ServiceType(x)`` goes through enum's call machinery even
+# for a member; the transitions convert a few values each, a million times in a year's replay.
+_SERVICE_TYPES = {m.value: m for m in ServiceType}
+_STATUSES = {m.value: m for m in Status}
+_REQUESTER_ACTIONS = {m.value: m for m in RequesterAction}
+_REQUEST_STATES = {m.value: m for m in RequestState}
+_HUB_EVENTS = {m.value: m for m in HubEvent}
+
+
+def service_type_of(value: str) -> ServiceType:
+    """``ServiceType(value)``, cheaper (the same ``ValueError`` for an unknown value)."""
+    found = _SERVICE_TYPES.get(value)
+    return found if found is not None else ServiceType(value)
+
+
+def status_of(value: str) -> Status:
+    """``Status(value)``, cheaper."""
+    found = _STATUSES.get(value)
+    return found if found is not None else Status(value)
+
+
+def request_state_of(value: str) -> RequestState:
+    """``RequestState(value)``, cheaper."""
+    found = _REQUEST_STATES.get(value)
+    return found if found is not None else RequestState(value)
+
+
+def _hub_event_of(value: str) -> HubEvent:
+    found = _HUB_EVENTS.get(value)
+    return found if found is not None else HubEvent(value)
+
+
+def _requester_action_of(value: str) -> RequesterAction:
+    found = _REQUESTER_ACTIONS.get(value)
+    return found if found is not None else RequesterAction(value)
+
+
 class IllegalTransition(Conflict):
     """An action or status change that the current state does not allow; nothing changed."""
 
@@ -284,9 +321,9 @@ def next_supplier_status(service_type: ServiceType, current: Status, new_status:
     A repeat of the current status is accepted and changes nothing.
     """
     service_type, current, new_status = (
-        ServiceType(service_type),
-        Status(current),
-        Status(new_status),
+        service_type_of(service_type),
+        status_of(current),
+        status_of(new_status),
     )
     if new_status == current:
         return current
@@ -389,9 +426,9 @@ def apply_requester_action(
     ``IllegalTransition`` naming the status and the action when the status does not allow it.
     """
     service_type, current_status, action = (
-        ServiceType(service_type),
-        Status(current_status),
-        RequesterAction(action),
+        service_type_of(service_type),
+        status_of(current_status),
+        _requester_action_of(action),
     )
     if action not in SUPPORTED_ACTIONS:
         raise UnsupportedAction(action.value)
@@ -450,7 +487,11 @@ def next_request_state(
     service_type: ServiceType, state: RequestState, event: HubEvent
 ) -> RequestState:
     """The hub's request state after ``event``; ``IllegalTransition`` if the state refuses it."""
-    service_type, state, event = ServiceType(service_type), RequestState(state), HubEvent(event)
+    service_type, state, event = (
+        service_type_of(service_type),
+        request_state_of(state),
+        _hub_event_of(event),
+    )
     nxt = REQUEST_TRANSITIONS[service_type].get(state, {}).get(event)
     if nxt is None:
         raise IllegalTransition(state.value, event.value, what="event")
@@ -477,8 +518,8 @@ def hub_event_for_status(
     renewed loan (Overdue -> Loaned) is not shipped again. Apply the event only when the lender
     is the request's current one: a former lender's late messages do not move the hub's state.
     """
-    service_type, status = ServiceType(service_type), Status(status)
-    prev = Status(previous) if previous is not None else None
+    service_type, status = service_type_of(service_type), status_of(status)
+    prev = status_of(previous) if previous is not None else None
     if prev == status:
         return None
     if service_type is ServiceType.COPY and status in LOAN_ONLY:
