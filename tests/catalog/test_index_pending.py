@@ -18,7 +18,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from consortia.accounts.roles import CLI
-from consortia.catalog import ingest, service
+from consortia.catalog import ingest, service, tasks
 from consortia.catalog.models import Cluster, SearchPending, SourceRecord
 from consortia.db import get_engine
 from consortia.search import index as search_index
@@ -26,6 +26,7 @@ from consortia.search import searchbox
 from consortia.search import service as search
 from consortia.search.backends import backend_for
 from consortia.search.models import SearchDocument, SearchFacet
+from consortia.tasks import huey
 from tests.catalog.test_ingest import LOC, _clear_catalogue, _many, _member_variant, write
 from tests.conftest import add_region_and_member
 
@@ -191,7 +192,11 @@ def _kill_when(session: Session, proc: subprocess.Popen[bytes], done: int) -> No
 
 
 def test_a_killed_deferred_load_leaves_its_clusters_marked_and_they_get_indexed(
-    session: Session, members: None, tmp_path: Path, db_url: str
+    session: Session,
+    members: None,
+    tmp_path: Path,
+    db_url: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     path = _many(tmp_path, 6000)
     # The CLI in a process of its own, with every load deferring its index.
@@ -224,10 +229,11 @@ def test_a_killed_deferred_load_leaves_its_clusters_marked_and_they_get_indexed(
     # Every committed batch's clusters are marked; none was indexed yet.
     assert clusters >= 2000 and docs == 0 and pending == clusters
     # The background task leaves them while marks are fresh (a load may be running) ...
-    assert service.index_pending(quiet_seconds=60) == 0
+    assert tasks.index_pending.call_local() == {"indexed": 0}
     assert _pending(session) == pending
-    # ... and indexes them once no load marks any more.
-    assert service.index_pending() == pending
+    # ... and indexes them once no load marks any more (here: a consumer that starts).
+    monkeypatch.setattr(tasks, "QUIET_SECONDS", 0)
+    huey._startup["index_pending_on_start"]()
     assert _pending(session) == 0
     session.rollback()
     kept = _index(session)

@@ -30,3 +30,12 @@ def index_pending() -> dict[str, Any]:
     from consortia.catalog import service
 
     return {"indexed": service.index_pending(quiet_seconds=QUIET_SECONDS)}
+
+
+@huey.on_startup()
+def index_pending_on_start() -> None:
+    """A consumer that starts (after a crash, say) first indexes what a killed load left; with
+    nothing pending this is one count."""
+    from consortia.catalog import service
+
+    service.index_pending(quiet_seconds=QUIET_SECONDS)
