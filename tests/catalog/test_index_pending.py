@@ -179,6 +179,38 @@ def test_a_drain_leaves_a_cluster_marked_again_since_it_read_the_mark(
     )
 
 
+def test_a_document_built_before_its_cluster_went_is_not_written(
+    session: Session, members: None
+) -> None:
+    """A drain builds documents from what it read; a load may empty and delete one of those
+    clusters before the drain writes: that cluster gets no document (and the part no error)."""
+    service.load_files(CLI, "CN-A", [LOC], workers=1)
+    with get_engine().connect() as conn:
+        first, second = (int(c) for c in conn.scalars(select(Cluster.id).limit(2)))
+        regions = search_index.member_regions(conn)
+        docs = [
+            search_index.build_document(cid, m, regions)
+            for cid, m in search_index._merged_of(conn, [first, second])
+        ]
+        search_index.mark_pending(conn, [first, second])
+        marks = [
+            (int(c), int(v))
+            for c, v in conn.execute(select(SearchPending.cluster_id, SearchPending.version))
+        ]
+        conn.execute(
+            SourceRecord.__table__.update()
+            .where(SourceRecord.cluster_id == first)
+            .values(cluster_id=None)
+        )
+        conn.execute(SearchDocument.__table__.delete().where(SearchDocument.cluster_id == first))
+        conn.execute(Cluster.__table__.delete().where(Cluster.id == first))
+        conn.commit()
+        search_index._write_part(conn, backend_for(conn.dialect.name), marks, docs)
+        written = set(conn.scalars(select(SearchDocument.cluster_id)))
+    assert second in written and first not in written
+    assert _pending(session) == 0
+
+
 def _kill_when(session: Session, proc: subprocess.Popen[bytes], done: int) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:

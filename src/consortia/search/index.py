@@ -517,13 +517,31 @@ def _write_part(
     """One part's transaction: the documents replaced and the marks that are still as read
     cleared (a cluster marked again meanwhile stays pending: its document may be older)."""
     ph = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    ids = [cid for cid, _ in marks]
+    in_ids = f"id IN ({', '.join([ph] * len(ids))})"
     _lock_documents(conn)
-    # A write first: on SQLite the transaction then reads what is committed once it holds the
+    live: set[int] | None = None
+    if conn.dialect.name == "postgresql":
+        # Clusters a load deletes meanwhile get no document (its foreign key would fail): the
+        # ones still there are kept until the commit, taken before any mark (a load marks at
+        # the end of its batch, so it never waits on this part while this part waits on it).
+        live = {
+            int(c)
+            for (c,) in conn.exec_driver_sql(
+                f"SELECT id FROM clusters WHERE {in_ids} FOR KEY SHARE", tuple(ids)
+            )
+        }
+    # On SQLite a write first: the transaction then reads what is committed once it holds the
     # write lock, not a snapshot from before another writer's commit.
     conn.exec_driver_sql(
         f"DELETE FROM search_pending WHERE cluster_id = {ph} AND version = {ph}", marks
     )
-    backend.replace_documents(conn, [cid for cid, _ in marks], docs)
+    if live is None:
+        live = {
+            int(c)
+            for (c,) in conn.exec_driver_sql(f"SELECT id FROM clusters WHERE {in_ids}", tuple(ids))
+        }
+    backend.replace_documents(conn, ids, [d for d in docs if d.cluster_id in live])
     conn.commit()
 
 
