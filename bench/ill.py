@@ -25,9 +25,12 @@ account per member. Setup is not timed; the replay is. At the end every request 
 terminal state, and its events must form one unbroken chain (each transition from the state the
 previous one reached) with one write per version: no request advanced twice.
 
-SQLite runs one process. PostgreSQL runs ``--workers`` processes: each replays its share of
-the arrivals, and at every timer tick (every 6 simulated hours) all of them run the timers
-over the same due requests at once, which row locks with SKIP LOCKED must keep apart.
+SQLite runs one process (``--sqlite-workers N``: N, which take SQLite's one write lock in turn,
+each transition's reads and decisions made before it and checked by the version in the
+write). PostgreSQL runs ``--workers`` processes: each replays its share of the arrivals, and
+at every timer tick (every 6 simulated hours) all of them run the timers over the same due
+requests at once, which row locks with SKIP LOCKED must keep apart (on SQLite, the version
+check). The workers stop together, when none has anything left and no request is open.
 """
 
 from __future__ import annotations
@@ -278,13 +281,16 @@ def fate(request_id: int, salt: int) -> float:
 
 
 class Replay:
-    def __init__(self, s: Setup, arrivals: list[Arrival], worker: int, barrier: Any) -> None:
+    def __init__(
+        self, s: Setup, arrivals: list[Arrival], worker: int, barrier: Any, busy: Any = None
+    ) -> None:
         from consortia.db import get_engine, session_factory
 
         self.s = s
         self.arrivals = arrivals
         self.worker = worker
         self.barrier = barrier
+        self.busy = busy  # shared: which workers still have steps or arrivals to replay
         self.factory = session_factory()
         # A worker keeps its connection (as a job consumer does); each call is still its own
         # transaction, committed before the next.
@@ -457,7 +463,9 @@ class Replay:
             found = self.who[rid] = (int(borrower), principal)
         return found
 
-    def timers(self, now_t: float) -> None:
+    def timers(self, now_t: float, pending: bool = True) -> bool:
+        """Run the timers at ``now_t`` (every worker at once); True when no worker has anything
+        left to replay and no request is open. ``pending``: this worker has arrivals left."""
         from consortia.ill import service
 
         if self.barrier is not None:
@@ -468,8 +476,15 @@ class Replay:
             self.calls += report.advanced
             for result in report.results:
                 self.follow(now_t, result)
-        if self.barrier is not None:
-            self.barrier.wait()
+        if self.barrier is None:
+            return not pending and not self.heap and self.open_count() == 0
+        # Decided while every worker waits between two barriers, so all of them decide alike
+        # (a worker that stopped on its own would leave the others waiting at the next tick).
+        self.busy[self.worker] = 1 if pending or self.heap else 0
+        self.barrier.wait()
+        done = not any(self.busy) and self.open_count() == 0
+        self.barrier.wait()
+        return done
 
     def run(self) -> dict[str, Any]:
         i = 0
@@ -492,9 +507,9 @@ class Replay:
         # Drain: the last copies and loans finish by their timers; keep ticking (in step with
         # the other workers) until nobody has anything open.
         for _ in range(200):
-            self.timers(tick)
+            done = self.timers(tick, pending=False)
             tick += TICK
-            if self.open_count() == 0 and not self.heap:
+            if done:
                 break
         self.conn.close()
         return {
@@ -519,10 +534,10 @@ class Replay:
 
 
 def _worker(
-    url: str, s: Setup, arrivals: list[Arrival], worker: int, barrier: Any, out: Any
+    url: str, s: Setup, arrivals: list[Arrival], worker: int, barrier: Any, busy: Any, out: Any
 ) -> None:
     use_database(url)
-    out.put((worker, Replay(s, arrivals, worker, barrier).run()))
+    out.put((worker, Replay(s, arrivals, worker, barrier, busy).run()))
 
 
 # ----------------------------------------------------------------------------- checks
@@ -720,12 +735,13 @@ def run(label: str, url: str, n: int, seed: int, workers: int) -> dict[str, Any]
     else:
         ctx = mp.get_context("fork")
         barrier = ctx.Barrier(workers)
+        busy = ctx.Array("b", workers)
         out = ctx.Queue()
         from consortia import db
 
         db.reset_engine()  # no connection crosses a fork
         procs = [
-            ctx.Process(target=_worker, args=(url, s, arrivals[w::workers], w, barrier, out))
+            ctx.Process(target=_worker, args=(url, s, arrivals[w::workers], w, barrier, busy, out))
             for w in range(workers)
         ]
         for p in procs:
