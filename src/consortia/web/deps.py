@@ -8,7 +8,7 @@ every role.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import Depends, Request
@@ -28,7 +28,10 @@ ROLES_ATTR = "__consortia_roles__"
 PUBLIC = "public"
 
 
-def get_db() -> Iterator[Session]:
+async def get_db() -> AsyncIterator[Session]:
+    # Opening a session does no I/O, and closing one hands its connection back to the pool: done
+    # here on the event loop rather than in two trips through the thread pool (~0.1 ms a
+    # request). The routes themselves use it in the thread pool, one thread at a time.
     session = session_factory()()
     try:
         yield session
