@@ -267,3 +267,20 @@ def test_cli_reindex_rebuilds(loaded: None, session: Session) -> None:
     session.expire_all()
     after = service.search(session, searchbox.parse("history"), limit=50, facets=[])
     assert [h["id"] for h in after.hits] == [h["id"] for h in before.hits]
+
+
+def test_openapi_describes_the_query_parameters(client: TestClient) -> None:
+    spec = client.get("/api/v1/openapi.json").json()
+    params = {p["name"]: p for p in spec["paths"]["/api/v1/search"]["get"]["parameters"]}
+    assert list(params) == ["q", "cql", "facet", "facets", "sort", "offset", "limit"]
+    assert params["facet"]["schema"]["type"] == "array"
+    assert params["limit"]["schema"]["maximum"] == service.MAX_LIMIT
+
+
+def test_out_of_range_numbers_name_the_range_in_both_languages(client: TestClient) -> None:
+    en = client.get("/api/v1/search", params={"q": "x", "limit": "abc", "lang": "en"})
+    assert en.status_code == 422 and en.json()["field"] == "limit"
+    assert en.json()["detail"] == f"limit: between 1 and {service.MAX_LIMIT}"
+    zh = client.get("/api/v1/search", params={"q": "x", "offset": "-5", "lang": "zh-CN"})
+    assert zh.status_code == 422 and zh.json()["field"] == "offset"
+    assert str(service.MAX_OFFSET) in zh.json()["detail"] and "offset:" not in zh.json()["detail"]
