@@ -311,3 +311,23 @@ def test_the_next_load_indexes_what_a_killed_load_left(
     assert session.scalar(select(func.count()).select_from(SearchDocument)) == session.scalar(
         select(func.count()).select_from(Cluster)
     )
+
+
+def test_a_big_load_says_when_its_index_step_starts(
+    session: Session, members: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI's progress bar reads "indexing" for the end-of-load index step of a big load
+    (it comes after the last record); an upload-sized load indexes as it goes and says nothing."""
+    told: list[int] = []
+
+    def count_then_tell() -> None:
+        told.append(_pending(session))  # the step has not run yet: this load's clusters wait
+
+    service.load_files(CLI, "CN-A", [LOC], workers=1, indexing=count_then_tell)
+    assert told == []  # small: indexed batch by batch
+    monkeypatch.setattr(ingest, "INLINE_INDEX_BYTES", 0)
+    service.load_files(CLI, "CN-B", [CHI], workers=1, indexing=count_then_tell)
+    assert len(told) == 1 and told[0] > 0
+    assert _pending(session) == 0
+    service.load_files(CLI, "CN-B", [CHI], workers=1, defer_index=True, indexing=count_then_tell)
+    assert len(told) == 1  # deferred: no index step in this load

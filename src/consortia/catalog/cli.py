@@ -76,6 +76,9 @@ def ingest_command(
                 replace=replace,
                 workers=workers,
                 progress=on_progress,
+                indexing=lambda: progress.update(
+                    task, description=f"{member} · indexing / 建立检索索引"
+                ),
             )
         except DomainError as exc:
             fail(exc, as_json)

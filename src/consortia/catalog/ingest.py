@@ -1224,6 +1224,7 @@ def ingest_files(
     batch_id: int | None = None,
     progress: Callable[[int, int, int], None] | None = None,
     defer_index: bool = False,
+    indexing: Callable[[], None] | None = None,
 ) -> LoadSummary:
     """Load files for a member. ``conn_factory`` gives a fresh Connection context (engine.begin
     is not used: each batch commits on its own so acknowledged work survives a crash).
@@ -1231,7 +1232,9 @@ def ingest_files(
     The search index: a load of at most INLINE_INDEX_BYTES is indexed after every batch, a
     bigger one at its end (with everything else still pending); ``defer_index`` leaves it to
     the background task or the next load (a bulk build of several members' files, one load
-    after another: each cluster is then indexed once, not once per load)."""
+    after another: each cluster is then indexed once, not once per load). ``indexing`` is
+    called when that end-of-load index step starts (it takes tens of seconds for a big load,
+    after the last record: a progress bar says so)."""
     _check_options(format, encoding, flavour)
     paths = [Path(p) for p in paths]
     for p in paths:
@@ -1313,6 +1316,8 @@ def ingest_files(
             if not defer_index:
                 # Everything still pending (this load's clusters, or a crashed load's):
                 # documents built in the worker processes while this process writes them.
+                if indexing is not None and not inline:
+                    indexing()
                 cpu = time.process_time()
                 search_index.index_pending(
                     conn, pool=pool if db_url is not None else None, db_url=db_url

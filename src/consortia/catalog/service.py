@@ -53,9 +53,11 @@ def load_files(
     batch_id: int | None = None,
     progress: Callable[[int, int, int], None] | None = None,
     defer_index: bool = False,
+    indexing: Callable[[], None] | None = None,
 ) -> ingest.LoadSummary:
     """Load files for a member (each batch commits on its own: a crash keeps what was done).
-    ``defer_index``: leave the search index to ``index_pending`` (see ``ingest.ingest_files``)."""
+    ``defer_index``: leave the search index to ``index_pending``; ``indexing``: told when the
+    end-of-load index step starts (see ``ingest.ingest_files``)."""
     return ingest.ingest_files(
         _connection,
         member_code,
@@ -69,6 +71,7 @@ def load_files(
         batch_id=batch_id,
         progress=progress,
         defer_index=defer_index,
+        indexing=indexing,
     )
 
 
