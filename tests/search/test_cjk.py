@@ -195,3 +195,29 @@ def test_is_cjk() -> None:
     assert cjk.is_cjk("中") and cjk.is_cjk("か") and cjk.is_cjk("한") and cjk.is_cjk("𠀀")
     assert not cjk.is_cjk("a") and not cjk.is_cjk("1") and not cjk.is_cjk("：")
     assert cjk.is_han("〇") and not cjk.is_han("か")
+
+
+def test_a_long_word_that_is_not_pinyin_is_refused_at_once() -> None:
+    """The pinyin-word pattern must not backtrack exponentially (the old nested pattern took
+    minutes on 30 letters and a stray character, the shape a reader's typo or a hostile query
+    has). 200 such words, each new to the cache, in well under the time one used to take."""
+    import re
+
+    from consortia.search.cjk import _PINYIN_WORD_RE
+
+    started = time.process_time()
+    for k in range(200):
+        word = "zhong" * 8 + "a" * k + "!"
+        assert _PINYIN_WORD_RE.fullmatch(word) is None
+        assert cjk._word_syllables(word) is None
+        assert cjk.index_tokens(word + " " + word)  # the Latin words are still indexed
+    assert time.process_time() - started < 5
+    # The same words as the nested pattern accepts (every string of up to 7 characters over
+    # letters, tone digits, the apostrophe and a stray character).
+    import itertools
+
+    nested = re.compile(r"(?:[a-z]+[0-5]?)(?:'?[a-z]+[0-5]?)*")
+    for n in range(7):
+        for chars in itertools.product("ab1'2-", repeat=n):
+            s = "".join(chars)
+            assert bool(_PINYIN_WORD_RE.fullmatch(s)) == bool(nested.fullmatch(s)), s

@@ -228,7 +228,10 @@ _SYLLABLES = frozenset(_SYLLABLE_TABLE.split())
 _MAX_SYLLABLE = max(len(s) for s in _SYLLABLES)
 # A pinyin word as typed after folding: letters with optional tone digits (zhong1yi1), and
 # apostrophes between syllables (xi'an).
-_PINYIN_WORD_RE = re.compile(r"(?:[a-z]+[0-5]?)(?:'?[a-z]+[0-5]?)*")
+# Letter runs joined by a tone digit and/or an apostrophe. Written so that each run can only
+# be matched one way: the nested form (?:[a-z]+[0-5]?)(?:'?[a-z]+[0-5]?)* backtracked
+# exponentially on a long word that fails at its end (30 letters and a "!": minutes).
+_PINYIN_WORD_RE = re.compile(r"[a-z]+(?:(?:[0-5]'?|')[a-z]+)*[0-5]?")
 _PINYIN_SPLIT_RE = re.compile(r"[0-5']+")
 
 
