@@ -223,6 +223,22 @@ def _kill_when(session: Session, proc: subprocess.Popen[bytes], done: int) -> No
     proc.wait()
 
 
+def _deferred_cli_load(path: Path, db_url: str, workers: int) -> subprocess.Popen[bytes]:
+    """`consortia ingest` of ``path`` for CN-A in a process of its own, with every load
+    deferring its index (as a big one does)."""
+    code = (
+        "import sys; from consortia.catalog import ingest; ingest.INLINE_INDEX_BYTES = 0; "
+        "from consortia.cli import main; sys.argv[0] = 'consortia'; main()"
+    )
+    args = ["ingest", "--member", "CN-A", "--workers", str(workers), "--json", str(path)]
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        env={**os.environ, "CONSORTIA_DATABASE_URL": db_url},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
 def test_a_killed_deferred_load_leaves_its_clusters_marked_and_they_get_indexed(
     session: Session,
     members: None,
@@ -230,29 +246,7 @@ def test_a_killed_deferred_load_leaves_its_clusters_marked_and_they_get_indexed(
     db_url: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    path = _many(tmp_path, 6000)
-    # The CLI in a process of its own, with every load deferring its index.
-    code = (
-        "import sys; from consortia.catalog import ingest; ingest.INLINE_INDEX_BYTES = 0; "
-        "from consortia.cli import main; sys.argv[0] = 'consortia'; main()"
-    )
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            code,
-            "ingest",
-            "--member",
-            "CN-A",
-            "--workers",
-            "2",
-            "--json",
-            str(path),
-        ],
-        env={**os.environ, "CONSORTIA_DATABASE_URL": db_url},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    proc = _deferred_cli_load(_many(tmp_path, 6000), db_url, workers=2)
     _kill_when(session, proc, 2000)
     session.rollback()
     clusters = int(session.scalar(select(func.count()).select_from(Cluster)) or 0)
@@ -280,28 +274,7 @@ def test_a_killed_deferred_load_leaves_its_clusters_marked_and_they_get_indexed(
 def test_the_next_load_indexes_what_a_killed_load_left(
     session: Session, members: None, tmp_path: Path, db_url: str
 ) -> None:
-    path = _many(tmp_path, 6000)
-    code = (
-        "import sys; from consortia.catalog import ingest; ingest.INLINE_INDEX_BYTES = 0; "
-        "from consortia.cli import main; sys.argv[0] = 'consortia'; main()"
-    )
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            code,
-            "ingest",
-            "--member",
-            "CN-A",
-            "--workers",
-            "1",
-            "--json",
-            str(path),
-        ],
-        env={**os.environ, "CONSORTIA_DATABASE_URL": db_url},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    proc = _deferred_cli_load(_many(tmp_path, 6000), db_url, workers=1)
     _kill_when(session, proc, 1000)
     assert _pending(session) > 0
     # A small load of another member (indexed inline) also clears what the killed one left.
