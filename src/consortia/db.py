@@ -98,6 +98,18 @@ def make_engine(url: str | None = None) -> Engine:
     )
 
 
+_ENGINES_BY_URL: dict[str, Engine] = {}
+
+
+def engine_for(url: str) -> Engine:
+    """An engine for ``url``, made once per process (worker processes of a load or an index
+    drain open the catalogue by URL, chunk after chunk)."""
+    engine = _ENGINES_BY_URL.get(url)
+    if engine is None:
+        engine = _ENGINES_BY_URL[url] = make_engine(url)
+    return engine
+
+
 _engine: Engine | None = None
 _sessionmaker: sessionmaker[Session] | None = None
 

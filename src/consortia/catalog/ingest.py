@@ -32,7 +32,7 @@ from typing import Any, BinaryIO, cast
 
 import orjson
 from sqlalchemy import bindparam, delete, func, insert, select, update
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
 from consortia.catalog import matching
 from consortia.catalog.holdings import Item, Mapping, items_from_record
@@ -48,6 +48,7 @@ from consortia.catalog.models import (
 )
 from consortia.catalog.normalize import normalize
 from consortia.catalog.record import NormalizedRecord, record_from_dict
+from consortia.db import engine_for
 from consortia.errors import Invalid, NotFound
 from consortia.events.models import Event
 from consortia.members.models import Member
@@ -238,7 +239,7 @@ def _prepare_chunk(
         for p in ready:
             p.seq = seq
         try:
-            with _worker_engine(db_url).connect() as conn:
+            with engine_for(db_url).connect() as conn:
                 plan_records(conn, ready, member_code)
         except Exception:  # planning is an optimisation: the writer can always decide alone
             for p in ready:
@@ -401,18 +402,6 @@ def _cluster_members(
             else:
                 bucket.append(entry)
     return members, versions
-
-
-_ENGINES: dict[str, Engine] = {}
-
-
-def _worker_engine(url: str) -> Engine:
-    from consortia.db import make_engine
-
-    engine = _ENGINES.get(url)
-    if engine is None:
-        engine = _ENGINES[url] = make_engine(url)
-    return engine
 
 
 def plan_records(conn: Connection, prepared: list[Prepared], member_code: str) -> None:

@@ -39,9 +39,10 @@ from typing import Any, cast
 
 import orjson
 from sqlalchemy import func, select
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
 from consortia.catalog.models import Cluster, SearchPending, SourceRecord
+from consortia.db import engine_for
 from consortia.members.models import Member, Region
 from consortia.search import cjk
 
@@ -482,18 +483,6 @@ def pending_state(conn: Connection) -> tuple[int, int | None]:
     return int(n or 0), (int(newest) if newest is not None else None)
 
 
-_ENGINES: dict[str, Engine] = {}
-
-
-def _engine(url: str) -> Engine:
-    from consortia.db import make_engine
-
-    engine = _ENGINES.get(url)
-    if engine is None:
-        engine = _ENGINES[url] = make_engine(url)
-    return engine
-
-
 def build_part(
     db_url: str, ids: list[int]
 ) -> list[tuple[tuple[Any, ...], list[tuple[int, str, str]]]]:
@@ -501,7 +490,7 @@ def build_part(
     read and built in a worker process; the clusters gone have none. Their merged records are
     read after the caller read the marks, so a document is never older than the mark it
     clears."""
-    with _engine(db_url).connect() as conn:
+    with engine_for(db_url).connect() as conn:
         regions = member_regions(conn)
         docs = [build_document(cid, m, regions) for cid, m in _merged_of(conn, ids)]
         conn.rollback()
