@@ -68,6 +68,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from consortia.errors import Conflict
 
@@ -164,32 +165,36 @@ _REQUEST_STATES = {m.value: m for m in RequestState}
 _HUB_EVENTS = {m.value: m for m in HubEvent}
 
 
+_E = TypeVar("_E", bound=enum.Enum)
+
+
+def _member_of(table: dict[str, _E], kind: type[_E], value: str) -> _E:
+    # A dict look-up first; an unknown value goes to the enum itself for its ValueError.
+    found = table.get(value)
+    return found if found is not None else kind(value)
+
+
 def service_type_of(value: str) -> ServiceType:
     """``ServiceType(value)``, cheaper (the same ``ValueError`` for an unknown value)."""
-    found = _SERVICE_TYPES.get(value)
-    return found if found is not None else ServiceType(value)
+    return _member_of(_SERVICE_TYPES, ServiceType, value)
 
 
 def status_of(value: str) -> Status:
     """``Status(value)``, cheaper."""
-    found = _STATUSES.get(value)
-    return found if found is not None else Status(value)
+    return _member_of(_STATUSES, Status, value)
 
 
 def request_state_of(value: str) -> RequestState:
     """``RequestState(value)``, cheaper."""
-    found = _REQUEST_STATES.get(value)
-    return found if found is not None else RequestState(value)
+    return _member_of(_REQUEST_STATES, RequestState, value)
 
 
 def _hub_event_of(value: str) -> HubEvent:
-    found = _HUB_EVENTS.get(value)
-    return found if found is not None else HubEvent(value)
+    return _member_of(_HUB_EVENTS, HubEvent, value)
 
 
 def _requester_action_of(value: str) -> RequesterAction:
-    found = _REQUESTER_ACTIONS.get(value)
-    return found if found is not None else RequesterAction(value)
+    return _member_of(_REQUESTER_ACTIONS, RequesterAction, value)
 
 
 class IllegalTransition(Conflict):
