@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     # this hub, sent when the outbox calls it (JSON, ``{"CN-B": "ctk_..."}``). Kept out of the
     # database so that a copy of it does not hold the keys to the peers; never shown in repr.
     iso18626_tokens: dict[str, str] = Field(default_factory=dict, repr=False)
+    # Searches one web process runs at once. A search is CPU work under one interpreter lock:
+    # more threads than one only share it, stretching every search by the number running, so
+    # under load the long ones wait longest; one at a time, each waits its turn and then runs
+    # at full speed. Run a process per core (see README) rather than more threads.
+    search_threads: int = Field(default=1, ge=1, le=64)
 
     @field_validator("iso18626_tokens")
     @classmethod

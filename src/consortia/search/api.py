@@ -25,7 +25,7 @@ from consortia.search import cql, searchbox, service
 from consortia.search.cql import CQLError
 from consortia.search.index import FACETS
 from consortia.search.query import MAX_QUERY_CHARS, MAX_TERMS, QueryError, is_empty, to_text
-from consortia.web.deps import get_db, public, request_language
+from consortia.web.deps import get_db, in_search_lane, public, request_language
 
 router = APIRouter(prefix="/api/v1", tags=["search"])
 
@@ -105,12 +105,16 @@ def _whole_number(args: QueryParams, name: str, default: int, low: int, high: in
 
 
 @router.get("/search", response_model=None, openapi_extra={"parameters": _QUERY_PARAMETERS})
-def search(
+async def search(
     request: Request,
     db: Session = Depends(get_db),
     principal: Principal | None = public(),
 ) -> Response:
     """Clusters matching the query, with their holdings, the total and the facet counts."""
+    return await in_search_lane(_search, request, db)
+
+
+def _search(request: Request, db: Session) -> Response:
     args = request.query_params
     q, cql_query, facets, sort = (args.get(k) for k in ("q", "cql", "facets", "sort"))
     facet = args.getlist("facet")

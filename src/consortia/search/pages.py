@@ -37,7 +37,7 @@ from consortia.search.query import (
     is_empty,
 )
 from consortia.search.service import SearchResult
-from consortia.web.deps import get_db, public, request_language
+from consortia.web.deps import get_db, in_search_lane, public, request_language
 from consortia.web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -263,7 +263,7 @@ def _pager(q: str, facets: list[str], sort: str, page: int, pages: int) -> dict[
 
 
 @router.get("/search")
-def search_page(
+async def search_page(
     request: Request,
     q: Annotated[str | None, Query()] = None,
     facet: Annotated[list[str] | None, Query()] = None,
@@ -273,6 +273,18 @@ def search_page(
     principal: Principal | None = public(),
 ) -> Response:
     """Results for what the reader typed; the search tips when the box is empty."""
+    return await in_search_lane(_search_page, request, q, facet, sort, page, db, principal)
+
+
+def _search_page(
+    request: Request,
+    q: str | None,
+    facet: list[str] | None,
+    sort: str | None,
+    page: int,
+    db: Session,
+    principal: Principal | None,
+) -> Response:
     lang = request_language(request)
     text = q or ""
     raw_filters = [f for f in (facet or []) if f.strip()]

@@ -7,10 +7,15 @@ every role.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hmac
+import weakref
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
+import anyio
+import anyio.to_thread
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
@@ -19,6 +24,7 @@ from consortia.accounts.roles import Principal, Role
 from consortia.db import session_factory
 from consortia.errors import Forbidden, Unauthorized
 from consortia.i18n import negotiate, normalize_language
+from consortia.settings import get_settings
 
 SESSION_COOKIE = "consortia_session"
 CSRF_COOKIE = "consortia_csrf"
@@ -38,6 +44,26 @@ async def get_db() -> AsyncIterator[Session]:
     finally:
         session.rollback()
         session.close()
+
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+# One lane per event loop (a limiter belongs to the loop it was made on; tests run several).
+_search_lanes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def in_search_lane(fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+    """Run ``fn`` (a search: the API, SRU, the results page) in a worker thread, at most
+    ``settings.search_threads`` of them at once in this process; the rest wait their turn in
+    arrival order, so that under load a long search is not stretched by every other one
+    running beside it (bench/RESULTS.md, search, evening)."""
+    loop = asyncio.get_running_loop()
+    lane = _search_lanes.get(loop)
+    if lane is None:
+        lane = _search_lanes[loop] = anyio.CapacityLimiter(get_settings().search_threads)
+    return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs), limiter=lane)
 
 
 def request_language(request: Request) -> str:

@@ -24,7 +24,6 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from lxml import etree
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from consortia.accounts.roles import Principal
 from consortia.errors import DomainError
@@ -35,7 +34,7 @@ from consortia.search import cql, service
 from consortia.search.backends import SortKey
 from consortia.search.query import MAX_QUERY_CHARS, Phrase, QueryError, QueryTooLong, Term
 from consortia.settings import get_settings
-from consortia.web.deps import get_db, public
+from consortia.web.deps import get_db, in_search_lane, public
 
 router = APIRouter(tags=["sru"])
 
@@ -248,7 +247,7 @@ def _soap_params(body: bytes) -> dict[str, str]:
 
 async def _answer(request: Request, db: Session, params: dict[str, str], *, soap: bool) -> Response:
     req = _request(params, soap=soap, lang=_lang(request), base=str(request.base_url))
-    body = await run_in_threadpool(_dispatch, db, req)
+    body = await in_search_lane(_dispatch, db, req)
     return _respond(req, body)
 
 
