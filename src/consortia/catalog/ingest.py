@@ -359,14 +359,23 @@ def worker_pool(workers: int) -> ProcessPoolExecutor:
 def _key_clusters(conn: Connection, keys: list[str]) -> dict[str, set[int]]:
     """The clusters holding live records with each of these blocking keys."""
     out: dict[str, set[int]] = {}
+    ph = _placeholder(conn)
     for part in _parts(keys):
-        rows = conn.execute(
-            select(MatchKey.key, SourceRecord.cluster_id)
-            .join(SourceRecord, SourceRecord.id == MatchKey.source_record_id)
-            .where(MatchKey.key.in_(part), SourceRecord.cluster_id.is_not(None))
-        )
+        # Straight to the driver: a record's keys find ~10 rows, and SQLAlchemy's row
+        # handling cost more than the look-up.
+        rows = conn.exec_driver_sql(
+            "SELECT DISTINCT match_keys.key, source_records.cluster_id FROM match_keys "
+            "JOIN source_records ON source_records.id = match_keys.source_record_id "
+            f"WHERE match_keys.key IN ({', '.join([ph] * len(part))}) "
+            "AND source_records.cluster_id IS NOT NULL",
+            tuple(part),
+        ).fetchall()
         for key, cid in rows:
-            out.setdefault(key, set()).add(cast(int, cid))
+            found = out.get(key)
+            if found is None:
+                out[key] = {cid}
+            else:
+                found.add(cid)
     return out
 
 
@@ -378,30 +387,43 @@ def _cluster_members(
     cluster's ``updated_at``."""
     members: dict[int, list[tuple[int, str, NormalizedRecord]]] = {}
     versions: dict[int, dt.datetime] = {}
+    ph = _placeholder(conn)
+    as_time = Cluster.__table__.c.updated_at.type._cached_result_processor(conn.dialect, None)
+    codes: dict[int, str] = {}
     for part in _parts(cluster_ids):
-        rows = conn.execute(
-            select(
-                SourceRecord.cluster_id,
-                Member.code,
-                SourceRecord.normalized,
-                (SourceRecord.id == Cluster.representative_id).label("is_rep"),
-                SourceRecord.id,
-                Cluster.updated_at,
-            )
-            .join(Member, Member.id == SourceRecord.member_id)
-            .join(Cluster, Cluster.id == SourceRecord.cluster_id)
-            .where(SourceRecord.cluster_id.in_(part), SourceRecord.deleted.is_(False))
-            .order_by(SourceRecord.cluster_id, SourceRecord.id)
-        )
-        for cid, code, norm, is_rep, sid, at in rows:
-            entry = (cast(int, sid), cast(str, code), record_from_dict(norm))
-            bucket = members.setdefault(cast(int, cid), [])
-            versions[cast(int, cid)] = at
-            if is_rep:
+        # Straight to the driver, as in _key_clusters; the JSON decoded here, once.
+        rows = conn.exec_driver_sql(
+            "SELECT source_records.cluster_id, source_records.member_id, "
+            "source_records.normalized, clusters.representative_id, source_records.id, "
+            "clusters.updated_at FROM source_records "
+            "JOIN clusters ON clusters.id = source_records.cluster_id "
+            f"WHERE source_records.cluster_id IN ({', '.join([ph] * len(part))}) "
+            f"AND source_records.deleted = {ph} "
+            "ORDER BY source_records.cluster_id, source_records.id",
+            (*part, False),
+        ).fetchall()
+        missing = {mid for _, mid, *_ in rows if mid not in codes}
+        if missing:
+            for mid, code in conn.execute(
+                select(Member.id, Member.code).where(Member.id.in_(missing))
+            ):
+                codes[mid] = code
+        for cid, mid, norm, rep, sid, at in rows:
+            record = record_from_dict(orjson.loads(norm) if isinstance(norm, str | bytes) else norm)
+            entry = (sid, codes[mid], record)
+            bucket = members.get(cid)
+            if bucket is None:
+                bucket = members[cid] = []
+                versions[cid] = cast(dt.datetime, as_time(at) if as_time is not None else at)
+            if sid == rep:
                 bucket.insert(0, entry)
             else:
                 bucket.append(entry)
     return members, versions
+
+
+def _placeholder(conn: Connection) -> str:
+    return "?" if conn.dialect.paramstyle == "qmark" else "%s"
 
 
 def plan_records(conn: Connection, prepared: list[Prepared], member_code: str) -> None:

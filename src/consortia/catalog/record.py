@@ -6,7 +6,7 @@ Plain data: picklable, so worker processes can hand it to the single writer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from typing import Any
 
 
@@ -80,12 +80,65 @@ class NormalizedRecord:
 
 
 _FIELDS = frozenset(NormalizedRecord.__dataclass_fields__)
+_REQUIRED = frozenset({"record_id", "flavour"})
+_LISTS = tuple(
+    name for name, f in NormalizedRecord.__dataclass_fields__.items() if f.default_factory is list
+)
+_SCALAR_DEFAULTS = {
+    name: f.default
+    for name, f in NormalizedRecord.__dataclass_fields__.items()
+    if f.default_factory is not list and name not in _REQUIRED
+}
+
+
+def _part_maker(cls: type[Any]) -> Any:
+    """A maker of a frozen part (Name, Isbn, Classification) from its stored dict, filled in
+    directly: a frozen dataclass's __init__ sets each field through object.__setattr__, which
+    made it most of the cost of decoding a record. The constructor decides anything unusual."""
+    fields = cls.__dataclass_fields__
+    known = frozenset(fields)
+    required = frozenset(k for k, f in fields.items() if f.default is MISSING)
+    defaults = {k: f.default for k, f in fields.items() if f.default is not MISSING}
+    new = object.__new__
+
+    def make(data: dict[str, Any]) -> Any:
+        if len(data) == len(known) and data.keys() == known:
+            obj = new(cls)
+            obj.__dict__.update(data)
+            return obj
+        if required <= data.keys() <= known:
+            obj = new(cls)
+            obj.__dict__.update(defaults)
+            obj.__dict__.update(data)
+            return obj
+        return cls(**data)
+
+    return make
+
+
+_name = _part_maker(Name)
+_isbn = _part_maker(Isbn)
+_classification = _part_maker(Classification)
 
 
 def record_from_dict(data: dict[str, Any]) -> NormalizedRecord:
     """Rebuild a record stored as JSON (``to_dict``); keys unknown to this version are ignored."""
-    values = {k: v for k, v in data.items() if k in _FIELDS}
-    values["names"] = [Name(**n) for n in data.get("names", [])]
-    values["isbns"] = [Isbn(**i) for i in data.get("isbns", [])]
-    values["classifications"] = [Classification(**c) for c in data.get("classifications", [])]
-    return NormalizedRecord(**values)
+    if not (_REQUIRED <= data.keys() <= _FIELDS):
+        values = {k: v for k, v in data.items() if k in _FIELDS}
+        values["names"] = [Name(**n) for n in data.get("names", [])]
+        values["isbns"] = [Isbn(**i) for i in data.get("isbns", [])]
+        values["classifications"] = [Classification(**c) for c in data.get("classifications", [])]
+        return NormalizedRecord(**values)
+    # The usual case, as NormalizedRecord(**values) would make it, without its __init__.
+    rec = object.__new__(NormalizedRecord)
+    values = dict(_SCALAR_DEFAULTS)
+    values.update(data)
+    for name in _LISTS:
+        value = values.get(name)
+        if type(value) is not list:
+            values[name] = list(value) if value is not None else []
+    values["names"] = [_name(n) for n in values["names"]]
+    values["isbns"] = [_isbn(i) for i in values["isbns"]]
+    values["classifications"] = [_classification(c) for c in values["classifications"]]
+    rec.__dict__.update(values)
+    return rec
