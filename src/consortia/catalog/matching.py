@@ -330,7 +330,7 @@ def _unmatched(a: list[str], b: list[str]) -> list[str]:
 def _word_conflict(a: str, b: str) -> bool:
     """Each title has a word the other lacks ("Jewish festival tales" / "Christian festival
     tales", "Old Testament" / "New Testament"): another book, not a typo or a dropped word."""
-    if not a or not b or has_cjk(a) or has_cjk(b):
+    if a == b or not a or not b or has_cjk(a) or has_cjk(b):
         return False
     wa, wb = a.split(), b.split()
     return bool(_unmatched(wa, wb)) and bool(_unmatched(wb, wa))
@@ -345,6 +345,15 @@ def _typo_score(a: str, b: str) -> float:
     if len(diffs) == 1 and _close(*diffs[0]):
         return 95.0
     return 0.0
+
+
+def _title_agreement(a: str, b: str) -> float:
+    """max(_ratio, _typo_score): equal titles need neither (a copy of the same record is the
+    common case), and a ratio of 95 or more is never beaten by the typo score."""
+    if a == b:
+        return 100.0 if a else 0.0
+    r = _ratio(a, b)
+    return r if r >= 95.0 else max(r, _typo_score(a, b))
 
 
 def _title_forms(f: _Features) -> list[tuple[str, str, bool]]:
@@ -363,12 +372,12 @@ def _title_score(fa: _Features, fb: _Features) -> tuple[float, str, bool]:
         for mb, fub, remb in _title_forms(fb):
             if not ma or not mb or ca != has_cjk(mb):
                 continue
-            s = max(_ratio(fua, fub), _typo_score(fua, fub))
+            s = _title_agreement(fua, fub)
             c = _word_conflict(fua, fub)
             # Title proper alone counts unless both carry a subtitle (then it must agree too,
             # but one cut short, as length limits of some systems do, is no disagreement).
             if not (rema and remb) or fua.startswith(fub) or fub.startswith(fua):
-                sm = max(_ratio(ma, mb), _typo_score(ma, mb))
+                sm = _title_agreement(ma, mb)
                 cm = _word_conflict(ma, mb)
                 if sm > s or (sm == s and c and not cm):
                     s = sm
@@ -838,7 +847,8 @@ def merge(records: Sequence[tuple[str, NormalizedRecord]]) -> dict[str, Any]:
     live = [(m, r) for m, r in records if not r.deleted] or list(records)
     if not live:
         return {}
-    ordered = sorted(live, key=lambda mr: (-completeness(mr[1]), mr[0], mr[1].record_id))
+    weight = {id(r): completeness(r) for _, r in live}
+    ordered = sorted(live, key=lambda mr: (-weight[id(mr[1])], mr[0], mr[1].record_id))
     # A book with a title in Chinese (Japanese, Korean) script anywhere: its readers want the
     # script forms, so they win over romanised ones even from a less complete record.
     script_book = any(has_cjk(r.title) or has_cjk(r.title_vernacular) for _, r in live)
@@ -926,7 +936,7 @@ def merge(records: Sequence[tuple[str, NormalizedRecord]]) -> dict[str, Any]:
     rep_m, rep_r = ordered[0]
     out["representative"] = _source(rep_m, rep_r)
     out["sources"] = [
-        {**_source(m, r), "flavour": r.flavour, "completeness": completeness(r)} for m, r in ordered
+        {**_source(m, r), "flavour": r.flavour, "completeness": weight[id(r)]} for m, r in ordered
     ]
     out["members"] = sorted({m for m, _ in live})
     return out
