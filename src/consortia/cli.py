@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import threading
+import time
+
 import typer
 
 from consortia.accounts.cli import tokens_app, users_app
@@ -47,25 +53,93 @@ def serve(
     jobs: bool = typer.Option(
         True, "--jobs/--no-jobs", help="Run background jobs in this process (embedded mode)."
     ),
+    processes: int = typer.Option(
+        1,
+        "--processes",
+        min=1,
+        max=64,
+        help="Web server processes sharing the port: one per core. "
+        "/ 共用端口的服务进程数（每核一个）。",
+    ),
 ) -> None:
     """Serve the web UI and API. / 启动网页与接口服务。"""
-    import uvicorn
+    import multiprocessing
+
     from huey.consumer import Consumer
 
     from consortia.tasks import huey
-    from consortia.web.app import create_app
 
     migrate()
+    # Searching is CPU work under one interpreter lock (see settings.search_threads): a process
+    # per core, each with its own socket on the one port (SO_REUSEPORT), the kernel spreading
+    # the connections among them. The others are started fresh (spawn), not forked from this one.
+    spawn = multiprocessing.get_context("spawn")
+    others = [
+        spawn.Process(target=_serve_process, args=(host, port), daemon=True)
+        for _ in range(processes - 1)
+    ]
+    sock = _listen(host, port) if processes > 1 else None
+    # uvicorn, stopped by SIGTERM, hands the signal back to the default handler once it has
+    # shut down, which would end this process before it stops the others: end it by SystemExit.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    for proc in others:
+        proc.start()
     # Embedded mode is one process: uploads and timers run on a consumer thread beside the web
     # server. Scaled out, start `consortia serve --no-jobs` and `consortia worker` separately.
     consumer = Consumer(huey, workers=1, worker_type="thread") if jobs else None
     if consumer is not None:
         consumer.start()
     try:
-        uvicorn.run(create_app(), host=host, port=port, log_level="info")
+        _run_server(host, port, sock, log_level="info")
     finally:
         if consumer is not None:
             consumer.stop(graceful=True)
+        for proc in others:
+            proc.terminate()
+        for proc in others:
+            proc.join(timeout=30)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # The protocol given explicitly: asyncio turns TCP_NODELAY on only for sockets that say
+    # IPPROTO_TCP (uvicorn's --workers hand theirs on with protocol 0, and every keep-alive
+    # answer then waits ~40 ms for a delayed ACK).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    return sock
+
+
+def _run_server(host: str, port: int, sock: socket.socket | None, log_level: str) -> None:
+    import uvicorn
+
+    from consortia.web.app import create_app
+
+    app = create_app(run_migrations=False)  # serve() migrated before any process started
+    if sock is None:
+        uvicorn.run(app, host=host, port=port, log_level=log_level)
+    else:
+        uvicorn.Server(uvicorn.Config(app, log_level=log_level)).run(sockets=[sock])
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _serve_process(host: str, port: int) -> None:
+    # Stop, as SIGTERM would, when the first process is gone (killed before it could stop us).
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, daemon=True).start()
+    _run_server(host, port, _listen(host, port), log_level="warning")
 
 
 @app.command()
