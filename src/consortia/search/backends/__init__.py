@@ -181,12 +181,16 @@ class Backend(ABC):
 
     def first_ids(self, conn: Connection, expr: str, n: int) -> list[int]:
         """The ``n`` lowest cluster ids among the matches, in order."""
-        return [
-            int(r[0])
-            for r in conn.exec_driver_sql(
+        # Up to thousands of rows: read on the driver's own cursor in one fetch (SQLAlchemy's
+        # row-by-row iteration cost ~0.2 µs a row, a third of this call for a big result).
+        cur = conn.connection.cursor()
+        try:
+            cur.execute(
                 f"{self.matching_ids(conn)} ORDER BY {self.id_column} LIMIT {int(n)}", (expr,)
             )
-        ]
+            return [int(i) for (i,) in cur.fetchall()]
+        finally:
+            cur.close()
 
     def facet_counts_of(
         self, conn: Connection, ids: Sequence[int], facets: Sequence[str]
