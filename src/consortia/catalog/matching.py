@@ -747,12 +747,25 @@ def choose_cluster(
     evidence (ISBN/OCLC/LCCN), which makes it a real duplicate in that member's catalogue.
     """
     fr = _features(rec)
+    # The decision is a function of the two records' features: records that agree in all of
+    # them (copies of one record, as members' catalogues mostly hold) are decided once.
+    decided: list[tuple[_Features, MatchDecision]] = []
+
+    def decide_with(other: NormalizedRecord) -> MatchDecision:
+        fo = _features(other)
+        for f, d in decided:
+            if f == fo:
+                return d
+        d = _decide(fr, fo)
+        decided.append((fo, d))
+        return d
+
     best: tuple[float, int, K, MatchDecision] | None = None
     for order, (cid, items) in enumerate(candidates):
         if not items:
             continue
         rep_member, rep = _unpack(items[0])
-        d = _decide(fr, _features(rep))
+        d = decide_with(rep)
         if not d.same:
             continue
         vetoed = False
@@ -761,7 +774,7 @@ def choose_cluster(
             m, other = _unpack(item)
             if member is not None and m == member:
                 same_member = True
-            od = _decide(fr, _features(other))
+            od = decide_with(other)
             if not od.same and od.rule in HARD_REFUSALS:
                 vetoed = True
                 break
