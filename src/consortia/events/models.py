@@ -13,10 +13,9 @@ from consortia.db import Base, UTCDateTime, utcnow
 
 class Event(Base):
     __tablename__ = "events"
-    __table_args__ = (
-        Index("ix_events_entity", "entity_type", "entity_id"),
-        Index("ix_events_action_at", "action", "at"),
-    )
+    # Read by entity (a request's history) and by id ranges (roll-ups, notices): no other
+    # index, since every index is written by every event of every domain (migration 0008).
+    __table_args__ = (Index("ix_events_entity", "entity_type", "entity_id"),)
 
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
@@ -27,7 +26,7 @@ class Event(Base):
     action: Mapped[str] = mapped_column(String(80), nullable=False)
     entity_type: Mapped[str] = mapped_column(String(40), nullable=False)
     entity_id: Mapped[str] = mapped_column(String(80), nullable=False)
-    member_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    member_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
 
 

@@ -38,6 +38,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -131,8 +132,15 @@ class LenderAttempt(Base):
     __tablename__ = "ill_lender_attempts"
     __table_args__ = (
         UniqueConstraint("request_id", "position", name="uq_ill_lender_attempts_request_pos"),
-        # A lender's history (fill rate, turnaround) for routing and statistics.
-        Index("ix_ill_lender_attempts_lender_sent", "lender_id", "sent_at"),
+        # A lender's history (fill rate, turnaround) for routing and statistics: the
+        # candidates that were asked only (a new rota writes one entry, not one per candidate).
+        Index(
+            "ix_ill_lender_attempts_lender_sent",
+            "lender_id",
+            "sent_at",
+            sqlite_where=text("status IS NOT NULL"),
+            postgresql_where=text("status IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
