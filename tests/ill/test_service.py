@@ -770,3 +770,52 @@ def test_on_sqlite_a_transition_waits_its_turn_for_the_write_lock(
     session.expire_all()
     assert request_row(session, rid).version == 3
     assert actions(session, rid)[-1] == "ill.lender.status"
+
+
+def _wal_index(path: Path) -> tuple[int, int]:
+    """The WAL's last frame and the last one copied back to the database file (the wal-index
+    header, sqlite.org/walformat.html: mxFrame at byte 16, nBackfill at byte 96)."""
+    import struct
+
+    data = Path(f"{path}-shm").read_bytes()[:100]
+    return struct.unpack_from("=I", data, 16)[0], struct.unpack_from("=I", data, 96)[0]
+
+
+def test_on_sqlite_the_wal_is_copied_back_off_the_writers_thread(
+    session: Session, w: World, engine: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer checkpoints only every 10,000 WAL pages; a thread copies the WAL back into
+    the database file meanwhile (without blocking anyone) and stops when nothing is written."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's WAL")
+    import threading
+    import time
+
+    monkeypatch.setattr(ill, "CHECKPOINT_EVERY", 0.01)
+    monkeypatch.setattr(ill, "CHECKPOINT_IDLE", 0.3)
+    path = Path(engine.url.database)
+
+    def checkpointers() -> int:
+        return sum(t.name == "consortia-ill-checkpoint" for t in threading.enumerate())
+
+    result = ill.create_request(session, reader(w), loan(w), at=TUESDAY)
+    session.commit()
+    ill.will_supply(session, lender_of(w, result), result.request_id, at=TUESDAY + HOUR)
+    session.commit()
+    assert checkpointers() >= 1
+    deadline = time.monotonic() + 5
+    while True:
+        last, copied = _wal_index(path)
+        if last and copied == last:
+            break
+        assert time.monotonic() < deadline, (last, copied)
+        time.sleep(0.01)
+    # Idle: the thread ends; the next transition starts it again.
+    deadline = time.monotonic() + 5
+    while checkpointers():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    ill.ship(session, lender_of(w, result), result.request_id, at=TUESDAY + 2 * HOUR)
+    session.commit()
+    assert checkpointers() == 1
+    assert request_row(session, result.request_id).state == "Shipped"
