@@ -726,6 +726,13 @@ def main() -> None:
     ap.add_argument("--skip-zebra", action="store_true")
     ap.add_argument("--skip-http", action="store_true")
     ap.add_argument("--http-workers", type=int, default=2)
+    ap.add_argument(
+        "--search-threads",
+        default="1",
+        help="searches a server process runs at once (CONSORTIA_SEARCH_THREADS); several, "
+        "comma-separated, compare them (e.g. 1,40: 40 was the thread pool's width before the lane)",
+    )
+    ap.add_argument("--lane-rounds", type=int, default=2, help="alternations when comparing")
     ap.add_argument("--ingest-cost", type=int, default=0, help="records for the cost test")
     ap.add_argument(
         "--copy-records", type=int, default=None, help="records of the LC file per member copy"
@@ -789,9 +796,25 @@ def main() -> None:
     zebra_hits: dict[str, int] = {}
     results["service"], results["svc cpu"] = run_service(qs, args.repeat, ours)
     if not args.skip_http:
-        with http_server(args.http_workers) as base:
-            results["http1"] = run_http(base, qs, args.repeat, 1)
-            results["http20"] = run_http(base, qs, max(1, args.repeat // 2), 20)
+        # Each lane width (searches a server process runs at once) gets its own servers; with
+        # several, their runs alternate, round by round, and the columns are named by width.
+        widths = [int(w) for w in args.search_threads.split(",")]
+        for rnd in range(args.lane_rounds if len(widths) > 1 else 1):
+            for w in widths:
+                os.environ["CONSORTIA_SEARCH_THREADS"] = str(w)
+                tag = "" if len(widths) == 1 else f" t{w}"
+                with http_server(args.http_workers) as base:
+                    for clients, name in ((1, "http1"), (20, "http20")):
+                        n = args.repeat if clients == 1 else max(1, args.repeat // 2)
+                        got = run_http(base, qs, n, clients)
+                        col = results.setdefault(name + tag, {})
+                        for kind, vals in got.items():
+                            col.setdefault(kind, []).extend(vals)
+                print(
+                    f"HTTP with {w} search thread(s) a process, round {rnd + 1}: load average "
+                    f"{os.getloadavg()[0]:.1f}",
+                    flush=True,
+                )
     zebra_members: list[str] = []
     if not args.skip_zebra:
         cfg, zebra_members, idx_secs = zebra_setup(args.dir, files, args.zebra_members)
