@@ -6,7 +6,6 @@ alone, and checks the layout holds on a phone-sized screen. Leaves a screenshot 
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from consortia.accounts.roles import Role
 from consortia.members.models import MemberStatus, MemberType, Region, Sector
-from tests.conftest import PASSWORD, add_region_and_member
+from tests.conftest import PASSWORD, add_region_and_member, free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -35,13 +34,6 @@ pytestmark = [
     pytest.mark.e2e,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (make test)"),
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture
@@ -85,7 +77,7 @@ def server(db_url: str, demo_members: None) -> Iterator[str]:
 
     from consortia.web.app import create_app
 
-    port = _free_port()
+    port = free_port()
     config = uvicorn.Config(
         create_app(run_migrations=True), host="127.0.0.1", port=port, log_level="warning"
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import email
-import socket
 from collections.abc import Iterator
 from email.message import Message
 from pathlib import Path
@@ -24,6 +23,7 @@ from consortia.ill.models import Notice
 from consortia.ill.service import NewRequest
 from consortia.members.models import Member
 from consortia.settings import reset_settings
+from tests.conftest import free_port
 from tests.ill import world
 from tests.ill.world import World
 
@@ -39,16 +39,10 @@ class Inbox:
         return "250 OK"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def smtp(monkeypatch: pytest.MonkeyPatch, db_url: str) -> Iterator[Inbox]:
     inbox = Inbox()
-    port = _free_port()
+    port = free_port()
     controller = Controller(inbox, hostname="127.0.0.1", port=port)
     controller.start()
     monkeypatch.setenv("CONSORTIA_SMTP_HOST", "127.0.0.1")
@@ -163,7 +157,7 @@ def test_without_a_server_notices_wait_and_failures_are_recorded(
     reset_settings()
     assert notices.send_pending(dbmod.session_factory()).sent == 0
     monkeypatch.setenv("CONSORTIA_SMTP_HOST", "127.0.0.1")
-    monkeypatch.setenv("CONSORTIA_SMTP_PORT", str(_free_port()))  # nobody listens
+    monkeypatch.setenv("CONSORTIA_SMTP_PORT", str(free_port()))  # nobody listens
     reset_settings()
     report = notices.send_pending(dbmod.session_factory())
     assert report.failed == 2 and report.sent == 0

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -24,7 +23,7 @@ from sqlalchemy.orm import Session
 from consortia.accounts.roles import CLI
 from consortia.catalog import service as catalog
 from consortia.search import cql, service
-from tests.conftest import add_region_and_member
+from tests.conftest import add_region_and_member, free_port
 
 DATA = Path(__file__).parent.parent / "data"
 LOC = DATA / "ingest" / "loc-60.mrc"
@@ -37,13 +36,6 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def server(db_url: str, session: Session) -> Iterator[str]:
     import uvicorn
@@ -53,7 +45,7 @@ def server(db_url: str, session: Session) -> Iterator[str]:
     add_region_and_member(session, "CN-A", region="south")
     session.commit()
     catalog.load_files(CLI, "CN-A", [LOC, CHI], workers=1)
-    port = _free_port()
+    port = free_port()
     config = uvicorn.Config(
         create_app(run_migrations=True), host="127.0.0.1", port=port, log_level="warning"
     )

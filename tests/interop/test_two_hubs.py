@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -43,19 +42,12 @@ from consortia.ill import service as ill
 from consortia.ill.models import IllRequest, LenderAttempt, OutboxRow
 from consortia.ill.service import NewRequest
 from consortia.settings import reset_settings
-from tests.conftest import add_region_and_member
+from tests.conftest import add_region_and_member, free_port
 from tests.ill import world
 
 pytestmark = pytest.mark.interop
 
 ROOT = Path(__file__).parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -151,7 +143,7 @@ def _make_hub(tmp: Path, name: str, monkeypatch: pytest.MonkeyPatch) -> HubProce
     dbmod.reset_engine()
     dbmod.migrate(dbmod.get_engine())
     engine = dbmod.make_engine(url)
-    return HubProcess(name, folder, url, _free_port(), engine, sessionmaker(engine))
+    return HubProcess(name, folder, url, free_port(), engine, sessionmaker(engine))
 
 
 def _setup(
@@ -193,7 +185,7 @@ def hubs(
 ) -> Iterator[tuple[HubProcess, HubProcess]]:
     monkeypatch.chdir(tmp_path)
     a = _make_hub(tmp_path, "a", monkeypatch)
-    b_port = _free_port()
+    b_port = free_port()
     # Hub A's catalogue has CN-B holding two books; hub B's knows only the first.
     held = {"zh2": {"CN-B": ["available"]}, "zh3": {"CN-B": ["available"]}}
     a_token_for_b = _setup(a, "CN-A", "CN-B", f"http://127.0.0.1:{b_port}/iso18626", held)

@@ -4,7 +4,6 @@ at /tmp/stats-service.png."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from consortia.accounts import service as accounts
 from consortia.accounts.models import User
 from consortia.accounts.roles import Role
 from consortia.web.deps import SESSION_COOKIE
+from tests.conftest import free_port
 from tests.stats.test_reports import BOOKS, make_history
 from tests.stats.world import build
 
@@ -37,13 +37,6 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def server(db_url: str, session: Session, tmp_path: Path, users: dict[Role, str]) -> Iterator[str]:
     import uvicorn
@@ -51,7 +44,7 @@ def server(db_url: str, session: Session, tmp_path: Path, users: dict[Role, str]
     from consortia.web.app import create_app
 
     make_history(session, build(session, tmp_path, BOOKS))
-    port = _free_port()
+    port = free_port()
     srv = uvicorn.Server(
         uvicorn.Config(
             create_app(run_migrations=False), host="127.0.0.1", port=port, log_level="warning"

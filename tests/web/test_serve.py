@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,12 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tests.conftest import free_port
 
 
 def _listeners(port: int) -> dict[int, set[int]]:
@@ -51,11 +45,11 @@ def _listeners(port: int) -> dict[int, set[int]]:
 def test_serve_runs_several_processes_on_one_port(
     db_url: str, tmp_path: Path, stop: signal.Signals
 ) -> None:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "CONSORTIA_DATABASE_URL": db_url}
+    command = [sys.executable, "-m", "consortia", "serve", "--no-jobs", "--processes", "2"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "consortia", "serve", "--no-jobs", "--processes", "2"]
-        + ["--port", str(port)],
+        [*command, "--port", str(port)],
         env=env,
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
