@@ -39,6 +39,7 @@ import argparse
 import bisect
 import csv
 import datetime as dt
+import gc
 import heapq
 import multiprocessing as mp
 import os
@@ -620,9 +621,8 @@ RAW_SCHEMA = (
     "CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, "
     "actor TEXT NOT NULL, actor_user_id INTEGER, action TEXT NOT NULL, entity_type TEXT NOT NULL, "
     "entity_id TEXT NOT NULL, member_id INTEGER, payload TEXT NOT NULL)",
+    # (ix_events_action_at and ix_events_member_id went with migration 0008.)
     "CREATE INDEX ix_events_entity ON events (entity_type, entity_id)",
-    "CREATE INDEX ix_events_action_at ON events (action, at)",
-    "CREATE INDEX ix_events_member_id ON events (member_id)",
 )
 
 
@@ -707,6 +707,11 @@ def run(label: str, url: str, n: int, seed: int, workers: int) -> dict[str, Any]
     )
     from consortia.events.models import Event  # noqa: F401
 
+    # The plan (350,000 arrivals), the accounts and the catalogue's setup stay alive through
+    # the replay: out of the garbage collector's sight, whose full passes would walk them again
+    # and again as the replay's own bookkeeping grows (not the service's cost).
+    gc.collect()
+    gc.freeze()
     cpu0 = cpu_seconds()
     start = time.perf_counter()
     if workers == 1:
