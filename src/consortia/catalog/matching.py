@@ -903,17 +903,22 @@ def merge(records: Sequence[tuple[str, NormalizedRecord]]) -> dict[str, Any]:
         if roman is not None:
             out["title_romanised"] = {"value": roman[0], **_source(roman[1], roman[2])}
 
-    def union(getter: Any, key: Any) -> list[dict[str, Any]]:
+    idents = [(m, r.record_id, r) for m, r in ordered]
+
+    def union(attr: str, key: Any) -> list[dict[str, Any]]:
         found: dict[Any, dict[str, Any]] = {}
-        for m, r in ordered:
-            for item in getter(r):
-                k = key(item)
+        for m, rid, r in idents:
+            items = getattr(r, attr)
+            if not items:
+                continue
+            for item in items:
+                k = key(item) if key is not None else item
                 if not k:
                     continue
                 entry = found.get(k)
                 if entry is None:
                     entry = found[k] = {"value": item, "sources": []}
-                entry["sources"].append(_source(m, r))
+                entry["sources"].append({"member": m, "record_id": rid})
         return list(found.values())
 
     out["isbns"] = [
@@ -923,17 +928,15 @@ def merge(records: Sequence[tuple[str, NormalizedRecord]]) -> dict[str, Any]:
             "valid": e["value"].valid,
             "sources": e["sources"],
         }
-        for e in union(lambda r: r.isbns, lambda i: (i.isbn13, i.valid))
+        for e in union("isbns", lambda i: (i.isbn13, i.valid))
     ]
-    out["issns"] = union(lambda r: r.issns, lambda s: s.replace("-", "").upper())
-    out["oclc"] = union(lambda r: r.oclc, oclc_key)
-    out["languages"] = union(lambda r: r.languages, lambda s: s)
-    out["subjects"] = union(lambda r: r.subjects, fold)
+    out["issns"] = union("issns", lambda s: s.replace("-", "").upper())
+    out["oclc"] = union("oclc", oclc_key)
+    out["languages"] = union("languages", None)
+    out["subjects"] = union("subjects", fold)
     out["classifications"] = [
         {"scheme": e["value"].scheme, "value": e["value"].value, "sources": e["sources"]}
-        for e in union(
-            lambda r: r.classifications, lambda c: (c.scheme, c.value.replace(" ", "").lower())
-        )
+        for e in union("classifications", lambda c: (c.scheme, c.value.replace(" ", "").lower()))
     ]
     out["names"] = [
         {
@@ -944,7 +947,7 @@ def merge(records: Sequence[tuple[str, NormalizedRecord]]) -> dict[str, Any]:
             "sources": e["sources"],
         }
         # The script form names the person across romanised and vernacular records.
-        for e in union(lambda r: r.names, lambda n: fold_name(n.vernacular or n.name))
+        for e in union("names", lambda n: fold_name(n.vernacular or n.name))
     ]
     rep_m, rep_r = ordered[0]
     out["representative"] = _source(rep_m, rep_r)
