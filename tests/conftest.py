@@ -7,9 +7,12 @@ the schema is migrated once and every table is truncated before each test.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -111,6 +114,32 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def app_server(*, run_migrations: bool = True) -> Iterator[str]:
+    """The real app under uvicorn, in a thread, on a free port, against the test database: its
+    base URL."""
+    import uvicorn
+
+    from consortia.web.app import create_app
+
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(run_migrations=run_migrations), host="127.0.0.1", port=port, log_level="warning"
+    )
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)
 
 
 def add_region_and_member(

@@ -7,8 +7,6 @@ its meta refresh when scripts are off; the pages on a phone-sized screen.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,12 +16,13 @@ from sqlalchemy.orm import Session
 
 from consortia.accounts.roles import CLI
 from consortia.catalog import service
+from tests.browser import CHROMIUM
 from tests.catalog.test_pages import CNMARC_GBK, load_lu_xun
 
 # A fixture, imported by name so that pytest finds it here.
 from tests.catalog.test_pages import libraries as libraries
-from tests.conftest import PASSWORD
-from tests.e2e.test_shell import CHROMIUM, CHROMIUM_ARGS, _active, _free_port, _tab_to
+from tests.conftest import PASSWORD, app_server
+from tests.e2e.test_shell import _active, _tab_to
 
 SCREENSHOT = Path("/tmp/record.png")  # also /tmp/quality.png and /tmp/upload-status.png
 
@@ -49,37 +48,9 @@ def catalogue(
 
 
 @pytest.fixture
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-@pytest.fixture
 def server(db_url: str, catalogue: dict[str, Any]) -> Iterator[str]:
-    import uvicorn
-
-    from consortia.web.app import create_app
-
-    port = _free_port()
-    config = uvicorn.Config(
-        create_app(run_migrations=True), host="127.0.0.1", port=port, log_level="warning"
-    )
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with app_server() as base:
+        yield base
 
 
 def _watch(page: Any) -> list[str]:

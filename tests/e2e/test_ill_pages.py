@@ -6,8 +6,6 @@ from "my requests"; pypdf checks that every page carries the stamp."""
 from __future__ import annotations
 
 import io
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,8 +16,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from consortia.ill.models import IllRequest
-from tests.conftest import PASSWORD
-from tests.e2e.test_shell import CHROMIUM, CHROMIUM_ARGS, _free_port
+from tests.browser import CHROMIUM
+from tests.conftest import PASSWORD, app_server
 from tests.ill import world
 from tests.ill.world import World
 
@@ -43,37 +41,9 @@ def w(session: Session, tmp_path: Path) -> World:
 
 
 @pytest.fixture
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-@pytest.fixture
 def server(db_url: str, w: World) -> Iterator[str]:
-    import uvicorn
-
-    from consortia.web.app import create_app
-
-    port = _free_port()
-    config = uvicorn.Config(
-        create_app(run_migrations=True), host="127.0.0.1", port=port, log_level="warning"
-    )
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with app_server() as base:
+        yield base
 
 
 def _pdf(pages: int = 2) -> bytes:

@@ -8,8 +8,6 @@ the results at /tmp/search.png.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.e2e.test_shell import CHROMIUM, CHROMIUM_ARGS, _active, _free_port, _tab_to
+from tests.browser import CHROMIUM
+from tests.conftest import app_server
+from tests.e2e.test_shell import _active, _tab_to
 
 # A fixture, imported by name so that pytest finds it here.
 from tests.search.test_pages import SIMPLIFIED, TRADITIONAL
@@ -33,36 +33,8 @@ pytestmark = [
 
 @pytest.fixture
 def server(db_url: str, catalogue: dict[str, int]) -> Iterator[str]:
-    import uvicorn
-
-    from consortia.web.app import create_app
-
-    port = _free_port()
-    config = uvicorn.Config(
-        create_app(run_migrations=True), host="127.0.0.1", port=port, log_level="warning"
-    )
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    with app_server() as base:
+        yield base
 
 
 def _watch(page: Any) -> list[str]:

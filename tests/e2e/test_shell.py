@@ -6,8 +6,6 @@ alone, and checks the layout holds on a phone-sized screen. Leaves a screenshot 
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,17 +15,9 @@ from sqlalchemy.orm import Session
 
 from consortia.accounts.roles import Role
 from consortia.members.models import MemberStatus, MemberType, Region, Sector
-from tests.conftest import PASSWORD, add_region_and_member, free_port
+from tests.browser import CHROMIUM
+from tests.conftest import PASSWORD, add_region_and_member, app_server
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SCREENSHOT = Path("/tmp/home.png")
 
 pytestmark = [
@@ -73,36 +63,8 @@ def demo_members(session: Session, users: dict[Role, str]) -> None:
 @pytest.fixture
 def server(db_url: str, demo_members: None) -> Iterator[str]:
     """The real app under uvicorn on a free port, against the test database."""
-    import uvicorn
-
-    from consortia.web.app import create_app
-
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(run_migrations=True), host="127.0.0.1", port=port, log_level="warning"
-    )
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    with app_server() as base:
+        yield base
 
 
 def _active(page: Any) -> dict[str, str]:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +21,7 @@ from sqlalchemy.orm import Session
 from consortia.accounts.roles import CLI
 from consortia.catalog import service as catalog
 from consortia.search import cql, service
-from tests.conftest import add_region_and_member, free_port
+from tests.conftest import add_region_and_member, app_server
 
 DATA = Path(__file__).parent.parent / "data"
 LOC = DATA / "ingest" / "loc-60.mrc"
@@ -38,27 +36,11 @@ pytestmark = [
 
 @pytest.fixture
 def server(db_url: str, session: Session) -> Iterator[str]:
-    import uvicorn
-
-    from consortia.web.app import create_app
-
     add_region_and_member(session, "CN-A", region="south")
     session.commit()
     catalog.load_files(CLI, "CN-A", [LOC, CHI], workers=1)
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(run_migrations=True), host="127.0.0.1", port=port, log_level="warning"
-    )
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/sru"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with app_server() as base:
+        yield base + "/sru"
 
 
 def yaz(*commands: str) -> str:

@@ -4,8 +4,6 @@ at /tmp/stats-service.png."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,19 +16,11 @@ from consortia.accounts import service as accounts
 from consortia.accounts.models import User
 from consortia.accounts.roles import Role
 from consortia.web.deps import SESSION_COOKIE
-from tests.conftest import free_port
+from tests.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.conftest import app_server
 from tests.stats.test_reports import BOOKS, make_history
 from tests.stats.world import build
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (make test)"),
@@ -39,26 +29,9 @@ pytestmark = [
 
 @pytest.fixture
 def server(db_url: str, session: Session, tmp_path: Path, users: dict[Role, str]) -> Iterator[str]:
-    import uvicorn
-
-    from consortia.web.app import create_app
-
     make_history(session, build(session, tmp_path, BOOKS))
-    port = free_port()
-    srv = uvicorn.Server(
-        uvicorn.Config(
-            create_app(run_migrations=False), host="127.0.0.1", port=port, log_level="warning"
-        )
-    )
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with app_server(run_migrations=False) as base:
+        yield base
 
 
 def _signed_in_as(username: str) -> str:
