@@ -657,9 +657,7 @@ class _Tx:
     def move(self, event: HubEvent, action: str, member_id: int | None, **extra: Any) -> str:
         """Apply a hub event (refused by ``IllegalTransition``) and record it."""
         frm = self.state
-        to = next_request_state(
-            service_type_of(self.row.service_type), request_state_of(frm), event
-        )
+        to = next_request_state(self.row.service_type, frm, event)
         self.request["state"] = to._value_
         self.event(action, frm, to._value_, member_id, **extra)
         return to._value_

@@ -68,7 +68,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from consortia.errors import Conflict
 
@@ -488,10 +488,24 @@ REQUEST_TRANSITIONS: dict[ServiceType, dict[RequestState, dict[HubEvent, Request
 }
 
 
+# The same tables, looked up by value (members are their values: StrEnum).
+_BY_VALUE = cast(Mapping[str, Mapping[str, Mapping[str, RequestState]]], REQUEST_TRANSITIONS)
+_NO_STATES: Mapping[str, Mapping[str, RequestState]] = {}
+_NO_EVENTS: Mapping[str, RequestState] = {}
+
+
 def next_request_state(
-    service_type: ServiceType, state: RequestState, event: HubEvent
+    service_type: ServiceType | str, state: RequestState | str, event: HubEvent | str
 ) -> RequestState:
-    """The hub's request state after ``event``; ``IllegalTransition`` if the state refuses it."""
+    """The hub's request state after ``event``; ``IllegalTransition`` if the state refuses it.
+
+    Members or their values: a value finds its member's entry (a member of these string enums
+    hashes and compares as its value), so an allowed transition is three look-ups; anything
+    else is converted first (``ValueError`` for a value outside the vocabulary) and refused.
+    """
+    nxt = _BY_VALUE.get(service_type, _NO_STATES).get(state, _NO_EVENTS).get(event)
+    if nxt is not None:
+        return nxt
     service_type, state, event = (
         service_type_of(service_type),
         request_state_of(state),
