@@ -721,7 +721,7 @@ def test_sqlite_connections_the_service_writes_on_checkpoint_less_often(
         pytest.skip("a SQLite setting")
     ill.create_request(session, reader(w), loan(w), at=TUESDAY)
     # The same DBAPI connection, as the pool keeps it for the next transaction.
-    assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 10_000
+    assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 40_000
     assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -65_536
     session.commit()
     assert session.connection().exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
@@ -784,7 +784,7 @@ def _wal_index(path: Path) -> tuple[int, int]:
 def test_on_sqlite_the_wal_is_copied_back_off_the_writers_thread(
     session: Session, w: World, engine: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The writer checkpoints only every 10,000 WAL pages; a thread copies the WAL back into
+    """The writer checkpoints only every 40,000 WAL pages; a thread copies the WAL back into
     the database file meanwhile (without blocking anyone) and stops when nothing is written."""
     if engine.dialect.name != "sqlite":
         pytest.skip("SQLite's WAL")
