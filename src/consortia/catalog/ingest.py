@@ -48,7 +48,7 @@ from consortia.catalog.models import (
 )
 from consortia.catalog.normalize import normalize
 from consortia.catalog.record import NormalizedRecord, record_from_dict
-from consortia.db import engine_for
+from consortia.db import engine_for, placeholder
 from consortia.errors import Invalid, NotFound
 from consortia.events.models import Event
 from consortia.members.models import Member
@@ -359,7 +359,7 @@ def worker_pool(workers: int) -> ProcessPoolExecutor:
 def _key_clusters(conn: Connection, keys: list[str]) -> dict[str, set[int]]:
     """The clusters holding live records with each of these blocking keys."""
     out: dict[str, set[int]] = {}
-    ph = _placeholder(conn)
+    ph = placeholder(conn)
     for part in _parts(keys):
         # Straight to the driver: a record's keys find ~10 rows, and SQLAlchemy's row
         # handling cost more than the look-up.
@@ -387,7 +387,7 @@ def _cluster_members(
     cluster's ``updated_at``."""
     members: dict[int, list[tuple[int, str, NormalizedRecord]]] = {}
     versions: dict[int, dt.datetime] = {}
-    ph = _placeholder(conn)
+    ph = placeholder(conn)
     as_time = Cluster.__table__.c.updated_at.type._cached_result_processor(conn.dialect, None)
     codes: dict[int, str] = {}
     for part in _parts(cluster_ids):
@@ -420,10 +420,6 @@ def _cluster_members(
             else:
                 bucket.append(entry)
     return members, versions
-
-
-def _placeholder(conn: Connection) -> str:
-    return "?" if conn.dialect.paramstyle == "qmark" else "%s"
 
 
 def plan_records(conn: Connection, prepared: list[Prepared], member_code: str) -> None:
@@ -733,7 +729,7 @@ class Writer:
         pairs = list(zip(sids, work, strict=True))
         # Plain rows of strings and integers: straight to the driver (SQLAlchemy's per-row
         # parameter handling cost more than SQLite's insert itself).
-        ph = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        ph = placeholder(conn)
         key_rows = [(k, sid) for sid, p in pairs for k in dict.fromkeys(p.keys)]
         if key_rows:
             conn.exec_driver_sql(
@@ -1135,7 +1131,7 @@ def _driver_insert(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> 
     than SQLite's insert itself. Rows all have the same keys."""
     if not rows:
         return
-    ph = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    ph = placeholder(conn)
     cols = list(rows[0])
     conn.exec_driver_sql(
         f"INSERT INTO {table.__tablename__} ({', '.join(cols)}) "
@@ -1148,7 +1144,7 @@ def _driver_update(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> 
     """UPDATE by id straight to the driver; each row's last key is ``id``."""
     if not rows:
         return
-    ph = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    ph = placeholder(conn)
     cols = list(rows[0])[:-1]
     conn.exec_driver_sql(
         f"UPDATE {table.__tablename__} SET {', '.join(f'{c} = {ph}' for c in cols)} "

@@ -42,7 +42,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from consortia.catalog.models import Cluster, SearchPending, SourceRecord
-from consortia.db import engine_for
+from consortia.db import engine_for, placeholder, placeholders
 from consortia.members.models import Member, Region
 from consortia.search import cjk
 
@@ -402,7 +402,7 @@ def member_regions(conn: Connection) -> dict[str, str]:
 def _merged_of(conn: Connection, ids: list[int]) -> list[tuple[int, dict[str, Any]]]:
     """(id, merged record) of existing clusters, read as text and decoded here: the JSON type
     layer costs more than the decoding for a whole batch."""
-    marks = ", ".join(["?" if conn.dialect.paramstyle == "qmark" else "%s"] * len(ids))
+    marks = placeholders(conn, len(ids))
     rows = conn.exec_driver_sql(
         f"SELECT id, CAST(merged AS TEXT) FROM clusters WHERE id IN ({marks})", tuple(ids)
     ).all()
@@ -465,7 +465,7 @@ def mark_pending(conn: Connection, cluster_ids: Iterable[int]) -> int:
     ids = sorted(set(cluster_ids))
     if not ids:
         return 0
-    ph = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    ph = placeholder(conn)
     version = _version()
     conn.exec_driver_sql(
         f"INSERT INTO search_pending (cluster_id, version) VALUES ({ph}, {ph}) "
@@ -505,7 +505,7 @@ def _write_part(
 ) -> None:
     """One part's transaction: the documents replaced and the marks that are still as read
     cleared (a cluster marked again meanwhile stays pending: its document may be older)."""
-    ph = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    ph = placeholder(conn)
     ids = [cid for cid, _ in marks]
     in_ids = f"id IN ({', '.join([ph] * len(ids))})"
     _lock_documents(conn)
@@ -555,7 +555,7 @@ def index_pending(
     from consortia.search.backends import backend_for
 
     backend = backend_for(conn.dialect.name)
-    ph = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    ph = placeholder(conn)
     wanted = sorted(set(ids)) if ids is not None else None
     regions: dict[str, str] | None = None
     done = 0

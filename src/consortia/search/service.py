@@ -27,6 +27,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from consortia.catalog.models import Cluster, SourceRecord
+from consortia.db import placeholders
 from consortia.errors import Invalid
 from consortia.members.models import Member
 from consortia.search import cjk
@@ -36,7 +37,6 @@ from consortia.search.backends import (
     Backend,
     SortKey,
     backend_for,
-    marks,
 )
 from consortia.search.index import FACETS, key_token, year_cover
 from consortia.search.query import (
@@ -485,7 +485,7 @@ def hits(session: Session, ids: Sequence[int]) -> list[dict[str, Any]]:
         int(cid): (m, rc, mc)
         for cid, m, rc, mc in conn.exec_driver_sql(
             f"SELECT id, {merged_text}, record_count, member_count FROM clusters "
-            f"WHERE id IN ({marks(conn, len(args))})",
+            f"WHERE id IN ({placeholders(conn, len(args))})",
             args,
         )
     }
@@ -526,7 +526,7 @@ def _holdings(conn: Connection, cluster_ids: Sequence[int]) -> dict[int, list[di
         "FROM source_records s JOIN members m ON m.id = s.member_id "
         "JOIN regions r ON r.id = m.region_id "
         "LEFT JOIN holdings h ON h.source_record_id = s.id "
-        f"WHERE s.cluster_id IN ({marks(conn, len(args))}) AND s.deleted = {false} "
+        f"WHERE s.cluster_id IN ({placeholders(conn, len(args))}) AND s.deleted = {false} "
         "ORDER BY s.cluster_id, m.code, h.call_number",
         args,
     )

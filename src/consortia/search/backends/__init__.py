@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from consortia.db import placeholders
 from consortia.search import cjk
 from consortia.search.index import (
     ALL_TOKEN,
@@ -155,7 +156,7 @@ class Backend(ABC):
         out: dict[str, dict[str, int]] = {f: {} for f in facets}
         if not facets:
             return out, 0
-        mark = marks(conn, 1)
+        mark = placeholders(conn, 1)
         if windows:
             one = f"{self.matching_ids(conn)} AND {self.id_column} BETWEEN {mark} AND {mark}"
             sample = " UNION ALL ".join([one] * len(windows))
@@ -201,7 +202,8 @@ class Backend(ABC):
             return out
         rows = conn.exec_driver_sql(
             "SELECT facet, value, count(*) FROM search_facets f "
-            f"WHERE cluster_id IN ({marks(conn, len(ids))}) AND {_facet_filter(conn, facets)}"
+            f"WHERE cluster_id IN ({placeholders(conn, len(ids))}) "
+            f"AND {_facet_filter(conn, facets)}"
             "GROUP BY facet, value",
             (*ids, *_facet_args(facets)),
         )
@@ -272,7 +274,7 @@ def _facet_filter(conn: Connection, facets: Sequence[str]) -> str:
     per facet named."""
     if set(facets) >= set(FACETS):
         return "1 = 1 "
-    return f"+f.facet IN ({marks(conn, len(facets))}) "
+    return f"+f.facet IN ({placeholders(conn, len(facets))}) "
 
 
 def _facet_args(facets: Sequence[str]) -> tuple[str, ...]:
@@ -281,13 +283,6 @@ def _facet_args(facets: Sequence[str]) -> tuple[str, ...]:
 
 def facet_rows(docs: list[Document]) -> list[tuple[int, str, str]]:
     return [row for d in docs for row in d.facet_rows()]
-
-
-def marks(conn: Connection, n: int) -> str:
-    """n DBAPI placeholders: the bulk paths talk to the driver directly (executemany with
-    tuples), several times cheaper per row than SQLAlchemy's parameter processing."""
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    return ", ".join([mark] * n)
 
 
 _BACKENDS: dict[str, Backend] = {}

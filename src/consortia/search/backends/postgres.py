@@ -19,8 +19,9 @@ from collections.abc import Sequence
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from consortia.db import placeholders
 from consortia.search import cjk
-from consortia.search.backends import Backend, SortKey, facet_rows, marks
+from consortia.search.backends import Backend, SortKey, facet_rows
 from consortia.search.index import BARRIER, COLUMNS, DOC_COLUMNS, Document
 
 _WEIGHT = {"title": "A", "author": "B", "subject": "C", "publisher": "D", "rest": "D", "keys": "D"}
@@ -216,7 +217,8 @@ class PostgresFTS(Backend):
             # search_fts and search_facets go with their document (ON DELETE CASCADE).
             args = tuple(ids)
             conn.exec_driver_sql(
-                f"DELETE FROM search_documents WHERE cluster_id IN ({marks(conn, len(args))})",
+                "DELETE FROM search_documents "
+                f"WHERE cluster_id IN ({placeholders(conn, len(args))})",
                 args,
             )
         self.insert_documents(conn, docs)

@@ -15,8 +15,9 @@ from collections.abc import Sequence
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from consortia.db import placeholders
 from consortia.search import cjk
-from consortia.search.backends import WEIGHTS, Backend, SortKey, facet_rows, marks
+from consortia.search.backends import WEIGHTS, Backend, SortKey, facet_rows
 from consortia.search.index import BARRIER, COLUMNS, DOC_COLUMNS, Document
 
 _COLSETS = {
@@ -215,7 +216,7 @@ class SQLiteFTS5(Backend):
         rows = [d.row() for d in docs]
         if ids:
             args = tuple(ids)
-            where = f"WHERE cluster_id IN ({marks(conn, len(args))})"
+            where = f"WHERE cluster_id IN ({placeholders(conn, len(args))})"
             # A document that comes out the same is left alone: taking it out of the FTS
             # index and putting it back is most of the cost of a write.
             existing = {
@@ -229,7 +230,8 @@ class SQLiteFTS5(Backend):
             if stale:
                 # The trigger takes each document out of the FTS index.
                 conn.exec_driver_sql(
-                    f"DELETE FROM search_documents WHERE cluster_id IN ({marks(conn, len(stale))})",
+                    "DELETE FROM search_documents "
+                    f"WHERE cluster_id IN ({placeholders(conn, len(stale))})",
                     stale,
                 )
             conn.exec_driver_sql(f"DELETE FROM search_facets {where}", args)
