@@ -462,6 +462,14 @@ def percentile(values: list[float], p: float) -> float:
 # --------------------------------------------------------------------------- our side
 
 
+def build_segment() -> dict[str, Any]:
+    from consortia.db import get_engine
+    from consortia.search import segment
+
+    with get_engine().connect() as conn:
+        return segment.build(conn).as_dict()
+
+
 def run_service(
     qs: list[Q], repeat: int, totals: dict[str, int] | None = None
 ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
@@ -469,7 +477,9 @@ def run_service(
     here: on a machine shared with other jobs the CPU time is what an idle core would take)."""
     from consortia.db import session_scope
     from consortia.search import cql, searchbox, service
+    from consortia.settings import reset_settings
 
+    reset_settings()  # CONSORTIA_SEARCH_SEGMENTS as set now
     wall: dict[str, list[float]] = {}
     cpu: dict[str, list[float]] = {}
     with session_scope() as s:
@@ -692,7 +702,10 @@ def run_zebra(
 
 def table(results: dict[str, dict[str, list[float]]], kinds: list[str]) -> None:
     cols = list(results)
-    head = f"{'query':14}" + "".join(f"{c + ' p50':>12}{c + ' p95':>12}" for c in cols)
+    width = {c: max(12, len(c) + 6) for c in cols}
+    head = f"{'query':14}" + "".join(
+        f"{c + ' p50':>{width[c]}}{c + ' p95':>{width[c]}}" for c in cols
+    )
     if "zebra" in results:
         head += f"{'svc/zebra':>11}{'cpu/zebra':>11}{'http1/zebra':>12}"
     print(head)
@@ -700,18 +713,22 @@ def table(results: dict[str, dict[str, list[float]]], kinds: list[str]) -> None:
         row = f"{kind:14}"
         for c in cols:
             vals = results[c].get(kind, [])
-            row += f"{percentile(vals, 50) * 1000:12.1f}{percentile(vals, 95) * 1000:12.1f}"
+            w = width[c]
+            row += f"{percentile(vals, 50) * 1000:{w}.1f}{percentile(vals, 95) * 1000:{w}.1f}"
         if "zebra" in results:
             z = percentile(results["zebra"].get(kind, []), 50)
-            s = percentile(results.get("service", {}).get(kind, []), 50)
-            c = percentile(results.get("svc cpu", {}).get(kind, []), 50)
-            h = percentile(results.get("http1", {}).get(kind, []), 50)
+            # Ours with the segment when both modes ran.
+            on = " seg on" if "service seg on" in results else ""
+            s = percentile(results.get(f"service{on}", {}).get(kind, []), 50)
+            c = percentile(results.get(f"svc cpu{on}", {}).get(kind, []), 50)
+            h = percentile(results.get(f"http1{on}", {}).get(kind, []), 50)
             row += f"{s / z:11.2f}{c / z:11.2f}{h / z:12.2f}"
         print(row)
     row = f"{'all':14}"
     for c in cols:
         vals = [v for k in kinds for v in results[c].get(k, [])]
-        row += f"{percentile(vals, 50) * 1000:12.1f}{percentile(vals, 95) * 1000:12.1f}"
+        w = width[c]
+        row += f"{percentile(vals, 50) * 1000:{w}.1f}{percentile(vals, 95) * 1000:{w}.1f}"
     print(row)
     print("(milliseconds)")
 
@@ -733,6 +750,12 @@ def main() -> None:
         "comma-separated, compare them (e.g. 1,40: 40 was the thread pool's width before the lane)",
     )
     ap.add_argument("--lane-rounds", type=int, default=2, help="alternations when comparing")
+    ap.add_argument(
+        "--segments",
+        default="on",
+        help="answer from the index's in-memory segment (on, built first) or the SQL (off); "
+        "on,off compares them, alternated round by round",
+    )
     ap.add_argument("--ingest-cost", type=int, default=0, help="records for the cost test")
     ap.add_argument(
         "--copy-records", type=int, default=None, help="records of the LC file per member copy"
@@ -794,15 +817,39 @@ def main() -> None:
     results: dict[str, dict[str, list[float]]] = {}
     ours: dict[str, int] = {}
     zebra_hits: dict[str, int] = {}
-    results["service"], results["svc cpu"] = run_service(qs, args.repeat, ours)
+    # With both segment modes the service and HTTP runs alternate between them, round by
+    # round, in the same invocation (the segment is built first, timed).
+    modes = [m.strip() for m in args.segments.split(",")]
+    if "on" in modes:
+        seg = build_segment()
+        print(
+            f"segment: {seg['documents']} documents, {seg['terms']} terms, "
+            f"{seg['bytes'] / 1e6:.0f} MB, built in {seg['seconds']:.1f} s"
+            + ("" if seg["fresh"] else " (already built)")
+        )
+    rounds = args.lane_rounds if len(modes) > 1 else 1
+    for _ in range(rounds):
+        for mode in modes:
+            os.environ["CONSORTIA_SEARCH_SEGMENTS"] = "true" if mode == "on" else "false"
+            tag = "" if len(modes) == 1 else f" seg {mode}"
+            wall, cpu = run_service(qs, args.repeat, ours)
+            for name, got in ((f"service{tag}", wall), (f"svc cpu{tag}", cpu)):
+                col = results.setdefault(name, {})
+                for kind, vals in got.items():
+                    col.setdefault(kind, []).extend(vals)
     if not args.skip_http:
-        # Each lane width (searches a server process runs at once) gets its own servers; with
-        # several, their runs alternate, round by round, and the columns are named by width.
+        # Each lane width (searches a server process runs at once) and segment mode gets its
+        # own servers; with several, their runs alternate, round by round, and the columns are
+        # named by width and mode.
         widths = [int(w) for w in args.search_threads.split(",")]
-        for rnd in range(args.lane_rounds if len(widths) > 1 else 1):
-            for w in widths:
+        configs = [(w, m) for w in widths for m in modes]
+        for rnd in range(args.lane_rounds if len(configs) > 1 else 1):
+            for w, mode in configs:
                 os.environ["CONSORTIA_SEARCH_THREADS"] = str(w)
-                tag = "" if len(widths) == 1 else f" t{w}"
+                os.environ["CONSORTIA_SEARCH_SEGMENTS"] = "true" if mode == "on" else "false"
+                tag = ("" if len(widths) == 1 else f" t{w}") + (
+                    "" if len(modes) == 1 else f" seg {mode}"
+                )
                 with http_server(args.http_workers) as base:
                     for clients, name in ((1, "http1"), (20, "http20")):
                         n = args.repeat if clients == 1 else max(1, args.repeat // 2)
@@ -811,7 +858,8 @@ def main() -> None:
                         for kind, vals in got.items():
                             col.setdefault(kind, []).extend(vals)
                 print(
-                    f"HTTP with {w} search thread(s) a process, round {rnd + 1}: load average "
+                    f"HTTP with {w} search thread(s) a process, segment {mode}, round {rnd + 1}: "
+                    "load average "
                     f"{os.getloadavg()[0]:.1f}",
                     flush=True,
                 )

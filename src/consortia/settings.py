@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     # under load the long ones wait longest; one at a time, each waits its turn and then runs
     # at full speed. Run a process per core (see README) rather than more threads.
     search_threads: int = Field(default=1, ge=1, le=64)
+    # Answer searches from the index's in-memory segment when one is built and current
+    # (consortia.search.segment; SQLite): the same results as the SQL, several times faster.
+    search_segments: bool = True
 
     @field_validator("iso18626_tokens")
     @classmethod

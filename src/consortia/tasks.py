@@ -28,6 +28,7 @@ TASK_MODULES = (
     "consortia.ill.notice_tasks",
     "consortia.ill.peers",
     "consortia.ill.tasks",
+    "consortia.search.tasks",
     "consortia.stats.tasks",
 )
 for _module in TASK_MODULES:

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from consortia.accounts.roles import CLI
 from consortia.catalog import service as catalog
-from consortia.search import searchbox, service
+from consortia.search import searchbox, segment, service
 from consortia.search.index import _sort_key as sort_key
 from tests.conftest import add_region_and_member
 
@@ -263,10 +263,20 @@ def test_cli_reindex_rebuilds(loaded: None, session: Session) -> None:
     before = service.search(session, searchbox.parse("history"), limit=50, facets=[])
     out = run_cli("search", "reindex", "--json")
     assert out.exit_code == 0, out.output
-    assert json.loads(out.output)["reindexed"] > 60
+    body = json.loads(out.output)
+    assert body["reindexed"] > 60
+    session.commit()  # a new read transaction: the index as the CLI left it
+    if session.get_bind().dialect.name == "sqlite":  # and its segment, current
+        assert body["segment"]["documents"] == body["reindexed"]
+        assert segment.current(session.connection()) is not None
+    else:
+        assert body["segment"] is None
     session.expire_all()
     after = service.search(session, searchbox.parse("history"), limit=50, facets=[])
     assert [h["id"] for h in after.hits] == [h["id"] for h in before.hits]
+    out = run_cli("search", "segment")
+    assert out.exit_code == 0, out.output
+    assert ("is current" in out.output) == (session.get_bind().dialect.name == "sqlite")
 
 
 def test_openapi_describes_the_query_parameters(client: TestClient) -> None:

@@ -12,7 +12,7 @@ from consortia.cliutil import JsonOption, cli_language, console, emit_json, fail
 from consortia.db import get_engine, migrate, session_scope
 from consortia.errors import DomainError
 from consortia.i18n import gettext
-from consortia.search import cql, searchbox, service
+from consortia.search import cql, searchbox, segment, service
 from consortia.search import index as search_index
 from consortia.search.api import HELP_LINES
 from consortia.search.query import is_empty, to_text
@@ -22,7 +22,8 @@ def search_command(
     query: list[str] = typer.Argument(
         None,
         help="What to search for (search-box syntax, or CQL with --cql); "
-        "`reindex` rebuilds the index. / 检索词；reindex 重建索引。",
+        "`reindex` rebuilds the index, `segment` builds its in-memory segment. "
+        "/ 检索词；reindex 重建索引，segment 生成索引的内存段。",
     ),
     use_cql: bool = typer.Option(False, "--cql", help="The query is CQL. / 检索式为 CQL。"),
     limit: int = typer.Option(10, "--limit", min=1, max=service.MAX_LIMIT, help="Hits to show."),
@@ -36,7 +37,10 @@ def search_command(
     """Search the union catalogue. / 检索联合目录。"""
     words = [w for w in (query or []) if w]
     if words == ["reindex"]:
-        _reindex(as_json)
+        _segment(as_json, {"reindexed": _reindex(as_json)})
+        return
+    if words == ["segment"]:
+        _segment(as_json)
         return
     text = " ".join(words)
     migrate()
@@ -103,7 +107,7 @@ def _print(result: service.SearchResult, lang: str) -> None:
     console.print(table)
 
 
-def _reindex(as_json: bool) -> None:
+def _reindex(as_json: bool) -> int:
     migrate()
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -122,7 +126,43 @@ def _reindex(as_json: bool) -> None:
             progress.update(task, completed=last, total=total, done=done)
 
         n = search_index.reindex_all(conn, progress=on_progress)
-    if as_json:
-        emit_json({"reindexed": n})
-    else:
+    if not as_json:
         console.print(gettext(cli_language(), "{count} clusters indexed").format(count=n))
+    return n
+
+
+def _segment(as_json: bool, also: dict[str, Any] | None = None) -> None:
+    """Build the index's in-memory segment (SQLite; PostgreSQL has none). ``also``: more to
+    say in the JSON answer."""
+    migrate()
+    lang = cli_language()
+    with get_engine().connect() as conn:
+        if segment.directory(conn) is None:
+            if as_json:
+                emit_json({**(also or {}), "segment": None})
+            else:
+                console.print(gettext(lang, "Only a SQLite database in a file has a segment"))
+            return
+        built = segment.build(conn)
+    if as_json:
+        emit_json({**(also or {}), "segment": built.as_dict()})
+    elif built.fresh:
+        console.print(
+            gettext(
+                lang,
+                "Segment of generation {generation} built: {documents} clusters, {terms} terms, "
+                "{megabytes} MB in {seconds} s",
+            ).format(
+                generation=built.generation,
+                documents=built.documents,
+                terms=built.terms,
+                megabytes=round(built.bytes / 1e6, 1),
+                seconds=round(built.seconds, 1),
+            )
+        )
+    else:
+        console.print(
+            gettext(lang, "The segment of generation {generation} is current").format(
+                generation=built.generation
+            )
+        )

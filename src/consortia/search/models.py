@@ -12,7 +12,7 @@ by the migration, every name starting with ``search_fts``):
 
 from __future__ import annotations
 
-from sqlalchemy import ForeignKey, Integer, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from consortia.db import Base
@@ -52,3 +52,12 @@ class SearchFacet(Base):
     )
     facet: Mapped[str] = mapped_column(String(20), primary_key=True)
     value: Mapped[str] = mapped_column(String(100), primary_key=True)
+
+
+class SearchState(Base):
+    """One row: ``generation`` advances with every change to ``search_documents`` (triggers on
+    SQLite), so an in-memory segment of the index knows whether it is still exact."""
+
+    __tablename__ = "search_state"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    generation: Mapped[int] = mapped_column(BigInteger, nullable=False)

@@ -16,9 +16,10 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from consortia.db import placeholders
-from consortia.search import cjk
+from consortia.search import cjk, segment
 from consortia.search.backends import WEIGHTS, Backend, SortKey, facet_rows
 from consortia.search.index import BARRIER, COLUMNS, DOC_COLUMNS, Document
+from consortia.settings import get_settings
 
 _COLSETS = {
     "any": "{title author subject publisher rest}",
@@ -112,7 +113,13 @@ class SQLiteFTS5(Backend):
 
     # --- running ------------------------------------------------------------------------
 
+    # Each running method answers from the segment when one is exactly the index (see
+    # consortia.search.segment: the same answers, from arrays), else with the SQL.
+
     def count(self, conn: Connection, expr: str) -> int:
+        seg = _segment(conn, expr)
+        if seg is not None:
+            return len(seg.match(expr))
         return int(
             conn.scalar(
                 text("SELECT count(*) FROM search_fts WHERE search_fts MATCH :q"), {"q": expr}
@@ -121,6 +128,9 @@ class SQLiteFTS5(Backend):
         )
 
     def all_count(self, conn: Connection) -> int:
+        seg = _segment(conn)
+        if seg is not None:
+            return seg.docs
         return int(conn.scalar(text("SELECT count(*) FROM search_documents")) or 0)
 
     def page(
@@ -136,6 +146,20 @@ class SQLiteFTS5(Backend):
         rank_covers: bool = False,
         within: Sequence[int] | None = None,
     ) -> list[int]:
+        relevance = all(k.field == "relevance" for k in sort)
+        seg = _segment(conn, expr, rank, boost) if relevance else None
+        if seg is not None:
+            # What the SQL below does: a MATCH of the ranking expression kept to the matches
+            # of expr when rank covers them, else a MATCH of expr; bm25 of that MATCH.
+            narrowed = rank is not None and rank_covers and rank != expr
+            return seg.page(
+                expr,
+                offset=offset,
+                limit=limit,
+                boost=boost,
+                ranked_by=(rank if narrowed else expr) if rank is not None else None,
+                within=rank if narrowed else None,
+            )
         order: list[str] = []
         params: dict[str, object] = {"q": expr, "limit": limit, "offset": offset}
         if boost is not None:
@@ -184,6 +208,41 @@ class SQLiteFTS5(Backend):
         return [int(r) for r in conn.scalars(text(sql), params)]
 
     id_column = "rowid"
+
+    def first_ids(self, conn: Connection, expr: str, n: int) -> list[int]:
+        seg = _segment(conn, expr)
+        if seg is not None:
+            return [int(i) for i in seg.doc_ids[seg.match(expr)[: int(n)]]]
+        return super().first_ids(conn, expr, n)
+
+    def facet_counts(
+        self,
+        conn: Connection,
+        expr: str,
+        facets: Sequence[str],
+        windows: Sequence[tuple[int, int]] = (),
+    ) -> tuple[dict[str, dict[str, int]], int]:
+        seg = _segment(conn, expr)
+        if seg is None:
+            return super().facet_counts(conn, expr, facets, windows)
+        docs = seg.match(expr)
+        if windows:
+            docs = seg.in_windows(docs, windows)
+        return seg.facet_counts(docs, facets), len(docs) if facets else 0
+
+    def facet_counts_of(
+        self, conn: Connection, ids: Sequence[int], facets: Sequence[str]
+    ) -> dict[str, dict[str, int]]:
+        seg = _segment(conn)
+        if seg is None:
+            return super().facet_counts_of(conn, ids, facets)
+        return seg.facet_counts(seg.ordinals(ids), facets)
+
+    def id_range(self, conn: Connection) -> tuple[int, int]:
+        seg = _segment(conn)
+        if seg is None:
+            return super().id_range(conn)
+        return (int(seg.doc_ids[0]), int(seg.doc_ids[-1])) if seg.docs else (0, 0)
 
     def matching_ids(self, conn: Connection) -> str:
         return "SELECT rowid AS id FROM search_fts WHERE search_fts MATCH ?"
@@ -266,6 +325,22 @@ class SQLiteFTS5(Backend):
                 if name in missing:
                     conn.exec_driver_sql(ddl)
         conn.exec_driver_sql("INSERT INTO search_fts(search_fts) VALUES ('optimize')")
+
+
+def _segment(conn: Connection, *exprs: str | None) -> segment.Segment | None:
+    """The segment to answer from: one exactly the index, that reads these expressions."""
+    if not get_settings().search_segments:
+        return None
+    seg = segment.current(conn)
+    if seg is None:
+        return None
+    try:
+        for e in exprs:
+            if e is not None:
+                segment.parse(e)
+    except segment.Unsupported:
+        return None
+    return seg
 
 
 def _hidden(term: str) -> bool:
