@@ -638,6 +638,13 @@ def _built(path: Path, gen: int, started: float, *, fresh: bool) -> Built:
     )
 
 
+def _pointers(keys: Ints, n: int) -> Ints:
+    """Where each of the keys 0..n-1 starts in the sorted ``keys`` (and the end, n + 1)."""
+    ptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(keys, minlength=n), out=ptr[1:])
+    return ptr
+
+
 def _write(conn: Connection, gen: int, out: Path) -> None:
     vocab: defaultdict[str, int] = defaultdict(count().__next__)
     tok = array("i")  # every token of every column, document by document
@@ -697,13 +704,13 @@ def _write(conn: Connection, gen: int, out: Path) -> None:
     post_key = p_key[order][starts]
     post_doc = p_doc[order][starts].astype(np.int32)
     post_w = np.add.reduceat(p_w[order], starts).astype(np.float32) if len(starts) else np.empty(0)
-    post_ptr = np.searchsorted(post_key, np.arange(n_terms * NCOL + 1)).astype(np.int64)
+    post_ptr = _pointers(post_key, n_terms * NCOL)
 
     # Positions of the text columns, by (token, column), in document and position order.
     o_key = t[is_text] * NTEXT + col[is_text]
     o_order = np.argsort(o_key, kind="stable")
     occ = (doc[is_text][o_order] << POS_BITS) | pos[is_text][o_order]
-    occ_ptr = np.searchsorted(o_key[o_order], np.arange(n_terms * NTEXT + 1)).astype(np.int64)
+    occ_ptr = _pointers(o_key, n_terms * NTEXT)
 
     # Facets: each document's value numbers.
     ids = np.frombuffer(doc_ids, dtype=np.int64) if n_docs else np.empty(0, np.int64)
