@@ -29,4 +29,4 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) consortia.db consortia.db-wal consortia.db-shm .consortia-secret
+	rm -rf $(VENV) consortia.db consortia.db-wal consortia.db-shm consortia.db.segments .consortia-secret
