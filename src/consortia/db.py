@@ -110,6 +110,18 @@ def placeholders(conn: Connection, n: int) -> str:
     return ", ".join([placeholder(conn)] * n)
 
 
+def fetch_all(conn: Connection, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+    """Every row of a statement (driver parameter marks), read on the driver's own cursor in
+    one fetch: SQLAlchemy's result reads a row at a time (~0.2 µs a row more), which is a
+    good part of reading a result's ids or a page's holdings."""
+    cur = conn.connection.cursor()
+    try:
+        cur.execute(sql, args)
+        return list(cur.fetchall())
+    finally:
+        cur.close()
+
+
 _ENGINES_BY_URL: dict[str, Engine] = {}
 
 

@@ -697,3 +697,29 @@ def test_big_relevance_searches_rank_the_title_tier_first(
             ]
         assert pages == ids, q
     assert mixed >= 3
+
+
+def test_hits_show_the_merged_record_whether_read_from_the_document_or_not(
+    session: Session, catalogue: dict[str, Any]
+) -> None:
+    """A page of hits takes its display fields from the index document; a document written
+    before it had them (empty) falls back to the merged record; the two agree."""
+    merged = dict(session.execute(select(Cluster.id, Cluster.merged)).tuples().all())
+    ids = sorted(merged)
+    from_documents = service.hits(session, ids)
+    assert [h["id"] for h in from_documents] == ids
+    for h in from_documents:
+        m = merged[h["id"]]
+        assert h["title"] == (m.get("title") or {}).get("value", "")
+        assert h["authors"] == [
+            {
+                "name": n.get("name", ""),
+                "vernacular": n.get("vernacular", ""),
+                "role": n.get("role"),
+            }
+            for n in m.get("names", [])
+        ]
+        assert h["isbns"] == [i["isbn13"] for i in m.get("isbns", []) if i.get("valid")]
+    assert any(h["authors"] for h in from_documents) and any(h["isbns"] for h in from_documents)
+    session.execute(text("UPDATE search_documents SET display = ''"))
+    assert service.hits(session, ids) == from_documents

@@ -69,7 +69,9 @@ class SourceRecord(Base):
     __tablename__ = "source_records"
     __table_args__ = (
         UniqueConstraint("member_id", "record_id", name="uq_source_records_member_record"),
-        Index("ix_source_records_cluster", "cluster_id"),
+        # Covering for a cluster's live records and their members (a page of hits): the table
+        # row puts these columns after the raw record and its JSON, in overflow pages.
+        Index("ix_source_records_cluster", "cluster_id", "deleted", "member_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

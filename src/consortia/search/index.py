@@ -186,6 +186,7 @@ class Document:
     sort_author: str
     sort_publisher: str
     facets: list[tuple[str, str]] = field(default_factory=list)
+    display: str = ""  # display_fields as JSON
 
     def row(self) -> tuple[Any, ...]:
         """The ``search_documents`` row, in ``DOC_COLUMNS`` order."""
@@ -202,6 +203,7 @@ class Document:
             self.sort_title,
             self.sort_author,
             self.sort_publisher,
+            self.display,
         )
 
     def facet_rows(self) -> list[tuple[int, str, str]]:
@@ -220,7 +222,7 @@ class PrebuiltDocument(Document):
         self._facet_rows = facet_rows
         self.cluster_id = row[0]
         self.year = row[7]
-        self.sort_title, self.sort_author, self.sort_publisher = row[8:11]
+        self.sort_title, self.sort_author, self.sort_publisher, self.display = row[8:12]
         self.facets = [(f, v) for _, f, v in facet_rows]
 
     @property
@@ -248,6 +250,7 @@ DOC_COLUMNS = (
     "sort_title",
     "sort_author",
     "sort_publisher",
+    "display",
 )
 
 
@@ -379,7 +382,56 @@ def build_document(
         sort_author=_sort_key(first_name),
         sort_publisher=_sort_key(get("publisher", "")),
         facets=facets,
+        display=orjson.dumps(display_fields(merged, text)).decode(),
     )
+
+
+def _value(merged: Mapping[str, Any], name: str) -> Any:
+    entry = merged.get(name)
+    return entry.get("value") if isinstance(entry, dict) else None
+
+
+def display_fields(
+    merged: Mapping[str, Any], text: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """What a result list shows of a cluster, from its merged record (without provenance):
+    kept in its index document so that a page of hits does not decode whole merged records.
+    ``text``: the merged record's single-valued text fields, when the caller has them."""
+    if text is None:
+        text = {
+            name: e["value"]
+            for name, e in merged.items()
+            if isinstance(e, dict) and isinstance(e.get("value"), str)
+        }
+    get = text.get
+    return {
+        "title": get("title", ""),
+        "remainder": get("remainder", ""),
+        "part": get("part", ""),
+        "title_romanised": get("title_romanised", ""),
+        "responsibility": get("responsibility", ""),
+        "authors": [
+            {
+                "name": n.get("name", ""),
+                "vernacular": n.get("vernacular", ""),
+                "role": n.get("role"),
+            }
+            for n in merged.get("names", [])
+        ],
+        "publisher": get("publisher", ""),
+        "place": get("place", ""),
+        "year": _value(merged, "year"),
+        "edition": get("edition", ""),
+        "material": get("material", ""),
+        "isbns": [i["isbn13"] for i in merged.get("isbns", []) if i.get("valid")],
+        "issns": [i["value"] for i in merged.get("issns", [])],
+        "languages": [lang["value"] for lang in merged.get("languages", [])],
+        "subjects": [s["value"] for s in merged.get("subjects", [])][:20],
+        "classifications": [
+            {"scheme": c.get("scheme"), "value": c.get("value")}
+            for c in merged.get("classifications", [])
+        ],
+    }
 
 
 # --------------------------------------------------------------------------- writing

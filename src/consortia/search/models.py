@@ -37,6 +37,9 @@ class SearchDocument(Base):
     sort_title: Mapped[str] = mapped_column(String(200), nullable=False, default="")
     sort_author: Mapped[str] = mapped_column(String(200), nullable=False, default="")
     sort_publisher: Mapped[str] = mapped_column(String(200), nullable=False, default="")
+    # What a result list shows of the cluster (index.display_fields, JSON): a page of hits
+    # reads this rather than decoding whole merged records with their provenance.
+    display: Mapped[str] = mapped_column(Text, nullable=False, default="", server_default="")
 
 
 class SearchFacet(Base):

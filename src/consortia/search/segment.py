@@ -477,7 +477,8 @@ class Segment:
             if sum(len(o) for o in out) >= k:
                 break
         ords = np.concatenate(out)[offset:k] if out else _EMPTY
-        return [int(i) for i in self.doc_ids[ords]]
+        ids: list[int] = self.doc_ids[ords].tolist()
+        return ids
 
     # --- facets -------------------------------------------------------------------------
 
@@ -501,12 +502,15 @@ class Segment:
     def in_windows(self, docs: Ords, windows: Sequence[tuple[int, int]]) -> Ords:
         """The documents with a cluster id in one of the (inclusive) windows; a document in
         two windows twice, as the SQL's UNION ALL of windows has it."""
-        parts = []
-        for low, high in windows:
-            a = np.searchsorted(self.doc_ids, low, "left")
-            b = np.searchsorted(self.doc_ids, high, "right")
-            parts.append(docs[np.searchsorted(docs, a) : np.searchsorted(docs, b)])
-        return np.concatenate(parts) if parts else _EMPTY
+        if not windows:
+            return _EMPTY
+        bounds = np.asarray(windows, dtype=np.int64)
+        low = np.searchsorted(self.doc_ids, bounds[:, 0], "left")
+        high = np.searchsorted(self.doc_ids, bounds[:, 1], "right")
+        starts, ends = np.searchsorted(docs, low), np.searchsorted(docs, high)
+        return np.concatenate(
+            [docs[a:b] for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
+        )
 
 
 def _size(f: Any) -> int:
@@ -529,7 +533,11 @@ def directory(conn: Connection) -> Path | None:
     """Where the segments of this SQLite database are (None for an in-memory database)."""
     if conn.dialect.name != "sqlite":
         return None
-    name = conn.engine.url.database
+    return _directory(conn.engine.url.database or "")
+
+
+@lru_cache(maxsize=64)
+def _directory(name: str) -> Path | None:
     if not name or name == ":memory:" or name.startswith("file:"):
         return None
     return Path(name).resolve().with_name(Path(name).name + ".segments")

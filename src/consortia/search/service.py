@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from consortia.catalog.models import Cluster, SourceRecord
-from consortia.db import placeholders
+from consortia.db import fetch_all, placeholders
 from consortia.errors import Invalid
 from consortia.members.models import Member
 from consortia.search import cjk
@@ -38,7 +38,7 @@ from consortia.search.backends import (
     SortKey,
     backend_for,
 )
-from consortia.search.index import FACETS, key_token, year_cover
+from consortia.search.index import FACETS, display_fields, key_token, year_cover
 from consortia.search.query import (
     TEXT_FIELDS,
     And,
@@ -431,48 +431,6 @@ def _facet_values(facet: str, counts: Mapping[str, int]) -> list[dict[str, Any]]
 # --------------------------------------------------------------------------- hits
 
 
-def _v(merged: Mapping[str, Any], name: str) -> Any:
-    entry = merged.get(name)
-    return entry.get("value") if isinstance(entry, dict) else None
-
-
-def hit(
-    cluster_id: int, merged: Mapping[str, Any], record_count: int, member_count: int
-) -> dict[str, Any]:
-    """The display fields of a cluster (from its merged record)."""
-    return {
-        "id": cluster_id,
-        "title": _v(merged, "title") or "",
-        "remainder": _v(merged, "remainder") or "",
-        "part": _v(merged, "part") or "",
-        "title_romanised": _v(merged, "title_romanised") or "",
-        "responsibility": _v(merged, "responsibility") or "",
-        "authors": [
-            {
-                "name": n.get("name", ""),
-                "vernacular": n.get("vernacular", ""),
-                "role": n.get("role"),
-            }
-            for n in merged.get("names", [])
-        ],
-        "publisher": _v(merged, "publisher") or "",
-        "place": _v(merged, "place") or "",
-        "year": _v(merged, "year"),
-        "edition": _v(merged, "edition") or "",
-        "material": _v(merged, "material") or "",
-        "isbns": [i["isbn13"] for i in merged.get("isbns", []) if i.get("valid")],
-        "issns": [i["value"] for i in merged.get("issns", [])],
-        "languages": [lang["value"] for lang in merged.get("languages", [])],
-        "subjects": [s["value"] for s in merged.get("subjects", [])][:20],
-        "classifications": [
-            {"scheme": c.get("scheme"), "value": c.get("value")}
-            for c in merged.get("classifications", [])
-        ],
-        "record_count": record_count,
-        "member_count": member_count,
-    }
-
-
 def hits(session: Session, ids: Sequence[int]) -> list[dict[str, Any]]:
     """Clusters in the given order with their holdings, member by member."""
     if not ids:
@@ -480,12 +438,17 @@ def hits(session: Session, ids: Sequence[int]) -> list[dict[str, Any]]:
     conn = connection(session)
     # Plain DBAPI reads: the ORM's row and JSON processing cost more than the page itself.
     args = tuple(ids)
-    merged_text = "merged" if conn.dialect.name == "sqlite" else "CAST(merged AS TEXT)"
+    merged_text = "c.merged" if conn.dialect.name == "sqlite" else "CAST(c.merged AS TEXT)"
+    # The display fields come from the index document (a small JSON), the merged record only
+    # for a cluster whose document predates them or is not written yet.
     clusters = {
-        int(cid): (m, rc, mc)
-        for cid, m, rc, mc in conn.exec_driver_sql(
-            f"SELECT id, {merged_text}, record_count, member_count FROM clusters "
-            f"WHERE id IN ({placeholders(conn, len(args))})",
+        int(cid): (display, rc, mc, merged)
+        for cid, display, rc, mc, merged in fetch_all(
+            conn,
+            f"SELECT c.id, d.display, c.record_count, c.member_count, "
+            f"CASE WHEN d.display IS NULL OR d.display = '' THEN {merged_text} END "
+            "FROM clusters c LEFT JOIN search_documents d ON d.cluster_id = c.id "
+            f"WHERE c.id IN ({placeholders(conn, len(args))})",
             args,
         )
     }
@@ -495,9 +458,9 @@ def hits(session: Session, ids: Sequence[int]) -> list[dict[str, Any]]:
         c = clusters.get(cid)
         if c is None:  # removed between the search and this read
             continue
-        raw, record_count, member_count = c
-        merged = orjson.loads(raw) if raw else {}
-        h = hit(cid, merged or {}, record_count, member_count)
+        display, record_count, member_count, merged = c
+        fields = orjson.loads(display) if display else display_fields(orjson.loads(merged or "{}"))
+        h = {"id": cid, **fields, "record_count": record_count, "member_count": member_count}
         h["holdings"] = holdings.get(cid, [])
         h["available"] = any(m["available"] for m in h["holdings"])
         out.append(h)
@@ -520,7 +483,8 @@ def _holdings(conn: Connection, cluster_ids: Sequence[int]) -> dict[int, list[di
         return {}
     args = tuple(cluster_ids)
     false = "0" if conn.dialect.name == "sqlite" else "false"
-    rows = conn.exec_driver_sql(
+    rows = fetch_all(
+        conn,
         "SELECT s.cluster_id, m.code, m.name_zh, m.name_en, r.code, m.status, "
         "h.call_number, h.location, h.status "
         "FROM source_records s JOIN members m ON m.id = s.member_id "

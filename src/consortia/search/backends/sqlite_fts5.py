@@ -212,7 +212,8 @@ class SQLiteFTS5(Backend):
     def first_ids(self, conn: Connection, expr: str, n: int) -> list[int]:
         seg = _segment(conn, expr)
         if seg is not None:
-            return [int(i) for i in seg.doc_ids[seg.match(expr)[: int(n)]]]
+            ids: list[int] = seg.doc_ids[seg.match(expr)[: int(n)]].tolist()
+            return ids
         return super().first_ids(conn, expr, n)
 
     def facet_counts(
