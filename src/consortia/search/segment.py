@@ -53,6 +53,7 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy.engine import Connection
 
+from consortia.db import fetch_all
 from consortia.search.backends import WEIGHTS
 from consortia.search.index import COLUMNS, TEXT_COLUMNS
 
@@ -544,9 +545,10 @@ def _directory(name: str) -> Path | None:
 
 
 def generation(conn: Connection) -> int:
-    return int(
-        conn.exec_driver_sql("SELECT generation FROM search_state WHERE id = 1").scalar() or 0
-    )
+    # On the driver's cursor: asked several times a search, and SQLAlchemy's statement
+    # machinery costs several times the read.
+    rows = fetch_all(conn, "SELECT generation FROM search_state WHERE id = 1")
+    return int(rows[0][0]) if rows else 0
 
 
 _loaded: dict[Path, Segment] = {}
