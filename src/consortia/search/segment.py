@@ -688,16 +688,25 @@ def _write(conn: Connection, gen: int, out: Path) -> None:
     np.cumsum([len(e) for e in encoded], out=vocab_off[1:])
     (out / "vocab.bin").write_bytes(b"".join(encoded))
 
-    t = renumber[np.frombuffer(tok, dtype=np.int32)] if len(tok) else np.empty(0, np.int64)
-    lens = np.frombuffer(lengths, dtype=np.int32).astype(np.int64)
-    group = np.arange(len(lens))  # document * ncols + column
+    # 32-bit arrays where the values fit (a token of the text is one entry in each): the
+    # build's memory is mostly these, 15 million entries for a million records.
+    t = renumber.astype(np.int32)[np.frombuffer(tok, dtype=np.int32)]
+    lens = np.frombuffer(lengths, dtype=np.int32)
+    group = np.arange(len(lens), dtype=np.int32)  # document * ncols + column
     doc = np.repeat(group // ncols, lens)
-    col = np.repeat(group % ncols, lens)
-    pos = np.arange(len(t)) - np.repeat(np.cumsum(lens) - lens, lens)
+    col = np.repeat((group % ncols).astype(np.int8), lens)
+    pos = np.arange(len(t), dtype=np.int64) - np.repeat(
+        np.cumsum(lens, dtype=np.int64) - lens, lens
+    )
     if len(pos) and int(pos.max()) >= 1 << POS_BITS:
         raise ValueError("a column of over a million tokens")
-    doc_len = lens.reshape(-1, ncols).sum(axis=1).astype(np.float64) if n_docs else np.empty(0)
-    weight = np.asarray(_WEIGHT)[col]
+    pos = pos.astype(np.int32)
+    doc_len = (
+        lens.reshape(-1, ncols).sum(axis=1, dtype=np.int64).astype(np.float64)
+        if n_docs
+        else np.empty(0)
+    )
+    weight = np.asarray(_WEIGHT, dtype=np.float32)[col]
 
     # Postings: (token, column) and (token, any-field) pairs, each document once with its
     # weighted count.
@@ -705,21 +714,27 @@ def _write(conn: Connection, gen: int, out: Path) -> None:
     p_key = np.concatenate([t * NCOL + col, t[is_text] * NCOL + ANY])
     p_doc = np.concatenate([doc, doc[is_text]])
     p_w = np.concatenate([weight, weight[is_text]])
-    combined = p_key * max(n_docs, 1) + p_doc
+    combined = p_key.astype(np.int64) * max(n_docs, 1) + p_doc
     order = np.argsort(combined, kind="stable")
     combined = combined[order]
     change = np.ones(len(combined), dtype=bool)
     change[1:] = combined[1:] != combined[:-1]
+    del combined
     starts = np.flatnonzero(change)
     post_key = p_key[order][starts]
     post_doc = p_doc[order][starts].astype(np.int32)
-    post_w = np.add.reduceat(p_w[order], starts).astype(np.float32) if len(starts) else np.empty(0)
+    post_w = (
+        np.add.reduceat(p_w[order].astype(np.float64), starts).astype(np.float32)
+        if len(starts)
+        else np.empty(0, np.float32)
+    )
+    del order, p_key, p_doc, p_w
     post_ptr = _pointers(post_key, n_terms * NCOL)
 
     # Positions of the text columns, by (token, column), in document and position order.
     o_key = t[is_text] * NTEXT + col[is_text]
     o_order = np.argsort(o_key, kind="stable")
-    occ = (doc[is_text][o_order] << POS_BITS) | pos[is_text][o_order]
+    occ = (doc[is_text][o_order].astype(np.int64) << POS_BITS) | pos[is_text][o_order]
     occ_ptr = _pointers(o_key, n_terms * NTEXT)
 
     # Facets: each document's value numbers.
