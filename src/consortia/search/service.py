@@ -478,27 +478,44 @@ def holdings_summary(
 
 
 def _holdings(conn: Connection, cluster_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
-    out: dict[int, dict[str, dict[str, Any]]] = {}
     if not cluster_ids:
         return {}
     args = tuple(cluster_ids)
     false = "0" if conn.dialect.name == "sqlite" else "false"
+    # The live records and their items (the records from their covering index), then the few
+    # members they belong to: joining the member and region to every row cost more than both.
     rows = fetch_all(
         conn,
-        "SELECT s.cluster_id, m.code, m.name_zh, m.name_en, r.code, m.status, "
-        "h.call_number, h.location, h.status "
-        "FROM source_records s JOIN members m ON m.id = s.member_id "
-        "JOIN regions r ON r.id = m.region_id "
-        "LEFT JOIN holdings h ON h.source_record_id = s.id "
-        f"WHERE s.cluster_id IN ({placeholders(conn, len(args))}) AND s.deleted = {false} "
-        "ORDER BY s.cluster_id, m.code, h.call_number",
+        "SELECT s.cluster_id, s.member_id, h.call_number, h.location, h.status "
+        "FROM source_records s LEFT JOIN holdings h ON h.source_record_id = s.id "
+        f"WHERE s.cluster_id IN ({placeholders(conn, len(args))}) AND s.deleted = {false}",
         args,
     )
-    for cid, code, name_zh, name_en, region, mstatus, call, location, status in rows:
-        members = out.setdefault(int(cid), {})
-        entry = members.get(code)
+    member_ids = tuple({row[1] for row in rows})
+    members = (
+        {
+            mid: rest
+            for mid, *rest in fetch_all(
+                conn,
+                "SELECT m.id, m.code, m.name_zh, m.name_en, r.code, m.status "
+                "FROM members m JOIN regions r ON r.id = m.region_id "
+                f"WHERE m.id IN ({placeholders(conn, len(member_ids))})",
+                member_ids,
+            )
+        }
+        if member_ids
+        else {}
+    )
+    out: dict[int, dict[str, dict[str, Any]]] = {}
+    # By cluster, member code and call number (code point order on every backend).
+    for cid, mid, call, location, status in sorted(
+        rows, key=lambda r: (r[0], members[r[1]][0], r[2] or "")
+    ):
+        code, name_zh, name_en, region, mstatus = members[mid]
+        by_code = out.setdefault(int(cid), {})
+        entry = by_code.get(code)
         if entry is None:
-            entry = members[code] = {
+            entry = by_code[code] = {
                 "member": code,
                 "name_zh": name_zh,
                 "name_en": name_en,
@@ -518,7 +535,7 @@ def _holdings(conn: Connection, cluster_ids: Sequence[int]) -> dict[int, list[di
             entry["call_numbers"].append(call)
         if location and location not in entry["locations"]:
             entry["locations"].append(location)
-    return {cid: list(members.values()) for cid, members in out.items()}
+    return {cid: list(by_code.values()) for cid, by_code in out.items()}
 
 
 # --------------------------------------------------------------------------- records, scan
