@@ -76,11 +76,17 @@ def member_copy(path: Path, out: Path, member: int, limit: int | None, seed: int
                         sf = f.subfields[0]
                         f.subfields[0] = pymarc.Subfield(sf.code, sf.value.upper())
                 rec.remove_fields("035")
-            rec.add_ordered_field(pymarc.Field(
-                tag="852", indicators=pymarc.Indicators(" ", " "),
-                subfields=[pymarc.Subfield("b", f"Library {member}"),
-                           pymarc.Subfield("h", f"CALL {i}"),
-                           pymarc.Subfield("p", f"B{member}{i:08d}")]))
+            rec.add_ordered_field(
+                pymarc.Field(
+                    tag="852",
+                    indicators=pymarc.Indicators(" ", " "),
+                    subfields=[
+                        pymarc.Subfield("b", f"Library {member}"),
+                        pymarc.Subfield("h", f"CALL {i}"),
+                        pymarc.Subfield("p", f"B{member}{i:08d}"),
+                    ],
+                )
+            )
             dst.write(rec.as_marc())
             n += 1
     return n
@@ -99,10 +105,18 @@ def main() -> None:
     ap.add_argument("--members", type=int, default=1)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--database", default=None, help="default: a fresh SQLite file")
-    ap.add_argument("--cache", type=Path, default=None,
-                    help="keep the member copies here and reuse them in later runs")
-    ap.add_argument("--index", choices=("auto", "once"), default=None,
-                    help="default: auto with one member, once with several")
+    ap.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="keep the member copies here and reuse them in later runs",
+    )
+    ap.add_argument(
+        "--index",
+        choices=("auto", "once"),
+        default=None,
+        help="default: auto with one member, once with several",
+    )
     args = ap.parse_args()
     once = (args.index or ("once" if args.members > 1 else "auto")) == "once"
 
@@ -117,10 +131,21 @@ def main() -> None:
     migrate()
     with session_scope() as s:
         members.ensure_region(s, CLI, "bench", "基准", "Bench")
-        members.import_rows(s, CLI, [
-            {"code": f"CN-B{k}", "name_zh": f"馆{k}", "name_en": f"Library {k}",
-             "type": "academic", "sector": "education", "region": "bench"}
-            for k in range(args.members)])
+        members.import_rows(
+            s,
+            CLI,
+            [
+                {
+                    "code": f"CN-B{k}",
+                    "name_zh": f"馆{k}",
+                    "name_en": f"Library {k}",
+                    "type": "academic",
+                    "sector": "education",
+                    "region": "bench",
+                }
+                for k in range(args.members)
+            ],
+        )
 
     files = []
     for k in range(args.members):
@@ -142,8 +167,7 @@ def main() -> None:
         bare_cpu += c_bare
         load0 = os.getloadavg()[0]
         t0, c0, k0 = time.perf_counter(), time.process_time(), children_cpu()
-        summary = service.load_files(CLI, f"CN-B{k}", [f], workers=args.workers,
-                                     defer_index=once)
+        summary = service.load_files(CLI, f"CN-B{k}", [f], workers=args.workers, defer_index=once)
         secs = time.perf_counter() - t0
         main_cpu, kids_cpu = time.process_time() - c0, children_cpu() - k0
         loads.append((load0, os.getloadavg()[0]))
@@ -151,17 +175,32 @@ def main() -> None:
         total_secs += secs
         total_main += main_cpu
         total_kids += kids_cpu
-        rows.append((f"CN-B{k}", summary.read, summary.added, summary.planned,
-                     n_bare / t_bare, summary.read / secs,
-                     (summary.read / secs) / (n_bare / t_bare),
-                     secs, main_cpu, kids_cpu, rss_mb(), n_bare / c_bare,
-                     summary.read / max(main_cpu, (main_cpu + kids_cpu) / 2),
-                     summary.index_cpu))
+        rows.append(
+            (
+                f"CN-B{k}",
+                summary.read,
+                summary.added,
+                summary.planned,
+                n_bare / t_bare,
+                summary.read / secs,
+                (summary.read / secs) / (n_bare / t_bare),
+                secs,
+                main_cpu,
+                kids_cpu,
+                rss_mb(),
+                n_bare / c_bare,
+                summary.read / max(main_cpu, (main_cpu + kids_cpu) / 2),
+                summary.index_cpu,
+            )
+        )
         r = rows[-1]
-        print(f"done {r[0]}: read {r[1]} planned {r[3]} bare {r[4]:.0f}/s ingest {r[5]:.0f}/s "
-              f"ratio {r[6]:.2f} wall {r[7]:.1f}s main cpu {r[8]:.1f}s workers cpu {r[9]:.1f}s "
-              f"rss {r[10]:.0f} MB bare/cpu {r[11]:.0f}/s cpu est {r[12]:.0f}/s "
-              f"index cpu {r[13]:.1f}s load {loads[-1][0]:.1f}-{loads[-1][1]:.1f}", flush=True)
+        print(
+            f"done {r[0]}: read {r[1]} planned {r[3]} bare {r[4]:.0f}/s ingest {r[5]:.0f}/s "
+            f"ratio {r[6]:.2f} wall {r[7]:.1f}s main cpu {r[8]:.1f}s workers cpu {r[9]:.1f}s "
+            f"rss {r[10]:.0f} MB bare/cpu {r[11]:.0f}/s cpu est {r[12]:.0f}/s "
+            f"index cpu {r[13]:.1f}s load {loads[-1][0]:.1f}-{loads[-1][1]:.1f}",
+            flush=True,
+        )
     drain = None
     if once:
         t0, c0, k0 = time.perf_counter(), time.process_time(), children_cpu()
@@ -170,33 +209,49 @@ def main() -> None:
         total_secs += drain[1]
         total_main += drain[2]
         total_kids += drain[3]
-        print(f"done index: {n} clusters wall {drain[1]:.1f}s main cpu {drain[2]:.1f}s "
-              f"workers cpu {drain[3]:.1f}s", flush=True)
+        print(
+            f"done index: {n} clusters wall {drain[1]:.1f}s main cpu {drain[2]:.1f}s "
+            f"workers cpu {drain[3]:.1f}s",
+            flush=True,
+        )
     with session_scope() as s:
         stats = service.stats(s)
     me, kids = peak_rss_mb()
-    print(f"database: {url.split('://')[0]}   workers: {args.workers}   file: {args.file.name}"
-          f"   members: {args.members}   limit: {args.limit}")
-    print("ratio = ingest rec/s / bare pymarc rec/s (wall, same run); cpu est = records / "
-          "max(writer cpu, all cpu / 2): the rate two idle cores would allow")
-    print(f"{'member':8} {'read':>8} {'added':>8} {'planned':>8} {'bare r/s':>9} "
-          f"{'ingest r/s':>10} {'ratio':>6} {'wall s':>7} {'main cpu':>8} {'wkr cpu':>8} "
-          f"{'rss MB':>7} {'bare/cpu':>9} {'cpu est':>8} {'cpu ratio':>9} {'index cpu':>9} load")
+    print(
+        f"database: {url.split('://')[0]}   workers: {args.workers}   file: {args.file.name}"
+        f"   members: {args.members}   limit: {args.limit}"
+    )
+    print(
+        "ratio = ingest rec/s / bare pymarc rec/s (wall, same run); cpu est = records / "
+        "max(writer cpu, all cpu / 2): the rate two idle cores would allow"
+    )
+    print(
+        f"{'member':8} {'read':>8} {'added':>8} {'planned':>8} {'bare r/s':>9} "
+        f"{'ingest r/s':>10} {'ratio':>6} {'wall s':>7} {'main cpu':>8} {'wkr cpu':>8} "
+        f"{'rss MB':>7} {'bare/cpu':>9} {'cpu est':>8} {'cpu ratio':>9} {'index cpu':>9} load"
+    )
     for r, ld in zip(rows, loads, strict=True):
-        print(f"{r[0]:8} {r[1]:8d} {r[2]:8d} {r[3]:8d} {r[4]:9.0f} {r[5]:10.0f} {r[6]:6.2f} "
-              f"{r[7]:7.1f} {r[8]:8.1f} {r[9]:8.1f} {r[10]:7.0f} {r[11]:9.0f} {r[12]:8.0f} "
-              f"{r[12] / r[11]:9.2f} {r[13]:9.1f} {ld[0]:.1f}-{ld[1]:.1f}")
+        print(
+            f"{r[0]:8} {r[1]:8d} {r[2]:8d} {r[3]:8d} {r[4]:9.0f} {r[5]:10.0f} {r[6]:6.2f} "
+            f"{r[7]:7.1f} {r[8]:8.1f} {r[9]:8.1f} {r[10]:7.0f} {r[11]:9.0f} {r[12]:8.0f} "
+            f"{r[12] / r[11]:9.2f} {r[13]:9.1f} {ld[0]:.1f}-{ld[1]:.1f}"
+        )
     if drain is not None:
-        print(f"{'index':8} {drain[0]:8d} {'':8} {'':8} {'':9} {'':10} {'':6} {drain[1]:7.1f} "
-              f"{drain[2]:8.1f} {drain[3]:8.1f}   (clusters indexed once, after the loads)")
+        print(
+            f"{'index':8} {drain[0]:8d} {'':8} {'':8} {'':9} {'':10} {'':6} {drain[1]:7.1f} "
+            f"{drain[2]:8.1f} {drain[3]:8.1f}   (clusters indexed once, after the loads)"
+        )
     est = total_read / max(total_main, (total_main + total_kids) / 2)
-    print(f"{'total':8} {total_read:8d} {'':8} {'':8} {bare_n / bare_secs:9.0f} "
-          f"{total_read / total_secs:10.0f} "
-          f"{(total_read / total_secs) / (bare_n / bare_secs):6.2f} {total_secs:7.1f} "
-          f"{total_main:8.1f} {total_kids:8.1f} {'':7} {bare_n / bare_cpu:9.0f} {est:8.0f} "
-          f"{est / (bare_n / bare_cpu):9.2f}")
-    print(f"clusters: {stats['clusters']}   peak RSS: main {me:.0f} MB, "
-          f"largest worker {kids:.0f} MB")
+    print(
+        f"{'total':8} {total_read:8d} {'':8} {'':8} {bare_n / bare_secs:9.0f} "
+        f"{total_read / total_secs:10.0f} "
+        f"{(total_read / total_secs) / (bare_n / bare_secs):6.2f} {total_secs:7.1f} "
+        f"{total_main:8.1f} {total_kids:8.1f} {'':7} {bare_n / bare_cpu:9.0f} {est:8.0f} "
+        f"{est / (bare_n / bare_cpu):9.2f}"
+    )
+    print(
+        f"clusters: {stats['clusters']}   peak RSS: main {me:.0f} MB, largest worker {kids:.0f} MB"
+    )
 
 
 if __name__ == "__main__":
