@@ -266,6 +266,7 @@ class Segment:
         self.avgdl = self.tokens_total / self.docs if self.docs else 0.0
         self.terms = len(self.vocab_off) - 1
         self._matches: dict[str, Ords] = {}
+        self._phrases: dict[Phrase, tuple[Ords, NDArray[np.float64]]] = {}
         self._lock = threading.Lock()
 
     # --- vocabulary ---------------------------------------------------------------------
@@ -321,7 +322,19 @@ class Segment:
     def phrase(self, p: Phrase) -> tuple[Ords, NDArray[np.float64]]:
         """The documents with the phrase in one of its columns, ascending, and for each the
         number of its occurrences there times the column's weight (FTS5's phrase frequency
-        for bm25)."""
+        for bm25). A search asks for the same phrase several times (matching, the title tier,
+        ranking): the last few are kept."""
+        with self._lock:
+            hit = self._phrases.get(p)
+        if hit is None:
+            hit = self._phrase(p)
+            with self._lock:
+                if len(self._phrases) >= 32:
+                    self._phrases.pop(next(iter(self._phrases)))
+                self._phrases[p] = hit
+        return hit
+
+    def _phrase(self, p: Phrase) -> tuple[Ords, NDArray[np.float64]]:
         last = len(p.tokens) - 1
         ranges = [self.token_range(t, p.prefix and i == last) for i, t in enumerate(p.tokens)]
         if any(lo == hi for lo, hi in ranges):
@@ -385,9 +398,11 @@ class Segment:
 
     def ordinals(self, cluster_ids: Sequence[int]) -> Ords:
         """Ordinals of these cluster ids (those with a document), ascending."""
-        ids = np.unique(np.asarray(cluster_ids, dtype=np.int64))
+        ids = np.asarray(cluster_ids, dtype=np.int64)
         if not len(ids) or not self.docs:
             return _EMPTY
+        if not (ids[1:] > ids[:-1]).all():  # a result's ids come sorted: no need to sort them
+            ids = np.unique(ids)
         at = np.searchsorted(self.doc_ids, ids)
         at[at == self.docs] = 0
         return at[self.doc_ids[at] == ids].astype(np.int32)
