@@ -180,7 +180,7 @@ def test_expressions_parse_as_fts5_reads_them() -> None:
     # NOT binds tighter than AND, AND than OR.
     t = segment.parse('"a" OR "b" AND "c" NOT "d"')
     assert isinstance(t, segment.Op) and t.kind == "OR"
-    for bad in ('"a" AND', '("a"', '{colour} : "a"', '"a" @ "b"', "NEAR(a b)"):
+    for bad in ('"a" AND', '("a"', '{colour} : "a"', '"a" @ "b"', "NEAR(a b)", 'keys : ("a b")'):
         with pytest.raises(segment.Unsupported):
             segment.parse(bad)
 

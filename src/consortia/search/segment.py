@@ -188,6 +188,9 @@ class _Parser:
                 self.i += 1
             if not words:
                 raise Unsupported("empty phrase")
+            if len(words) > 1 and any(c >= NTEXT for c in cols):
+                # Positions are kept for the text columns only (keys are single tokens).
+                raise Unsupported("a phrase of several tokens over the keys column")
             return Phrase(words, prefix, cols)
         raise Unsupported(f"unexpected {kind or 'end'!r}")
 
@@ -351,8 +354,6 @@ class Segment:
             )
         docs, ws = [], []
         for col in p.cols:
-            if col >= NTEXT:
-                raise Unsupported("phrases of several tokens are not kept for keys")
             starts = self._occurrences(*ranges[0], col)
             for i, (lo, hi) in enumerate(ranges[1:], start=1):
                 if not len(starts):
