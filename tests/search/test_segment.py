@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from consortia.accounts.roles import CLI
 from consortia.catalog import service as catalog
+from consortia.db import get_engine
 from consortia.search import cql, searchbox, segment, service
 from consortia.search.backends import SortKey
 from consortia.settings import get_settings
@@ -199,3 +200,22 @@ def test_the_background_task_builds_once_the_index_stands_still(
     assert out["fresh"] and out["documents"] == len(records(session))
     assert not tasks.refresh()["segment"]["fresh"]
     assert segment.current(session.connection()) is not None
+
+
+def test_a_search_keeps_one_view_of_the_index(
+    session: Session, catalogue: dict[str, IndexedRec]
+) -> None:
+    """The segment current when a search starts answers all of it, even if the index changes
+    meanwhile; the next search sees the change."""
+    session.commit()
+    test_backend.add_region_and_member(session, "CN-C", region="east")
+    session.commit()
+    be = service.backend(session)
+    expr = be.compile(searchbox.parse("member:CN-C"))
+    with get_engine().connect() as conn:
+        with be.pinned(conn):
+            assert be.count(conn, expr) == 0
+            catalog.load_files(CLI, "CN-C", [CHI], workers=1)
+            assert segment.current(conn) is None  # the index has moved on
+            assert be.count(conn, expr) == 0 and be.first_ids(conn, expr, 5) == []
+        assert be.count(conn, expr) >= 40

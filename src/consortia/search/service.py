@@ -328,6 +328,22 @@ def search(
             )
     be = backend(session)
     conn = connection(session)
+    # One view of the index for the whole search (SQLite: the segment current now, if any).
+    with be.pinned(conn):
+        return _search(session, be, conn, tree, offset, limit, sort, wanted, filters)
+
+
+def _search(
+    session: Session,
+    be: Backend,
+    conn: Connection,
+    tree: Node,
+    offset: int,
+    limit: int,
+    sort: Sequence[SortKey],
+    wanted: list[str],
+    filters: Sequence[tuple[str, str]],
+) -> SearchResult:
     parts = [] if is_empty(tree) else [be.compile(tree)]
     by_facet: dict[str, list[str]] = {}
     for facet, value in filters:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 from sqlalchemy import text
@@ -111,6 +112,11 @@ class Backend(ABC):
     def not_(self, base: str, exclude: str) -> str: ...
 
     # --- running ------------------------------------------------------------------------
+
+    def pinned(self, conn: Connection) -> AbstractContextManager[None]:
+        """Within this, the running methods answer from one view of the index (a backend
+        that keeps a copy of it uses one copy throughout)."""
+        return nullcontext()
 
     @abstractmethod
     def count(self, conn: Connection, expr: str) -> int: ...

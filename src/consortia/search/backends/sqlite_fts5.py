@@ -10,7 +10,9 @@ serves SRU scan.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
@@ -115,6 +117,16 @@ class SQLiteFTS5(Backend):
 
     # Each running method answers from the segment when one is exactly the index (see
     # consortia.search.segment: the same answers, from arrays), else with the SQL.
+
+    @contextmanager
+    def pinned(self, conn: Connection) -> Iterator[None]:
+        """The segment current at the start answers the whole search (one generation read,
+        and one view of the index throughout), or none does."""
+        token = _pinned.set((segment.current(conn) if get_settings().search_segments else None,))
+        try:
+            yield
+        finally:
+            _pinned.reset(token)
 
     def count(self, conn: Connection, expr: str) -> int:
         seg = _segment(conn, expr)
@@ -328,11 +340,16 @@ class SQLiteFTS5(Backend):
         conn.exec_driver_sql("INSERT INTO search_fts(search_fts) VALUES ('optimize')")
 
 
+# The segment pinned for the search running in this context (None: none is current).
+_pinned: ContextVar[tuple[segment.Segment | None] | None] = ContextVar("pinned", default=None)
+
+
 def _segment(conn: Connection, *exprs: str | None) -> segment.Segment | None:
     """The segment to answer from: one exactly the index, that reads these expressions."""
     if not get_settings().search_segments:
         return None
-    seg = segment.current(conn)
+    pin = _pinned.get()
+    seg = segment.current(conn) if pin is None else pin[0]
     if seg is None:
         return None
     try:
