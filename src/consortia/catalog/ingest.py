@@ -48,7 +48,7 @@ from consortia.catalog.models import (
 )
 from consortia.catalog.normalize import normalize
 from consortia.catalog.record import NormalizedRecord, record_from_dict
-from consortia.db import engine_for, placeholder
+from consortia.db import engine_for, placeholder, placeholders
 from consortia.errors import Invalid, NotFound
 from consortia.events.models import Event
 from consortia.members.models import Member
@@ -359,14 +359,13 @@ def worker_pool(workers: int) -> ProcessPoolExecutor:
 def _key_clusters(conn: Connection, keys: list[str]) -> dict[str, set[int]]:
     """The clusters holding live records with each of these blocking keys."""
     out: dict[str, set[int]] = {}
-    ph = placeholder(conn)
     for part in _parts(keys):
         # Straight to the driver: a record's keys find ~10 rows, and SQLAlchemy's row
         # handling cost more than the look-up.
         rows = conn.exec_driver_sql(
             "SELECT DISTINCT match_keys.key, source_records.cluster_id FROM match_keys "
             "JOIN source_records ON source_records.id = match_keys.source_record_id "
-            f"WHERE match_keys.key IN ({', '.join([ph] * len(part))}) "
+            f"WHERE match_keys.key IN ({placeholders(conn, len(part))}) "
             "AND source_records.cluster_id IS NOT NULL",
             tuple(part),
         ).fetchall()
@@ -397,7 +396,7 @@ def _cluster_members(
             "source_records.normalized, clusters.representative_id, source_records.id, "
             "clusters.updated_at FROM source_records "
             "JOIN clusters ON clusters.id = source_records.cluster_id "
-            f"WHERE source_records.cluster_id IN ({', '.join([ph] * len(part))}) "
+            f"WHERE source_records.cluster_id IN ({placeholders(conn, len(part))}) "
             f"AND source_records.deleted = {ph} "
             "ORDER BY source_records.cluster_id, source_records.id",
             (*part, False),
@@ -751,7 +750,7 @@ class Writer:
         if item_rows:
             conn.exec_driver_sql(
                 "INSERT INTO holdings (member_id, source_record_id, barcode, call_number, "
-                f"location, status, origin) VALUES ({', '.join([ph] * 7)})",
+                f"location, status, origin) VALUES ({placeholders(conn, 7)})",
                 item_rows,
             )
         self.summary.added += len(to_insert)
@@ -1131,11 +1130,10 @@ def _driver_insert(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> 
     than SQLite's insert itself. Rows all have the same keys."""
     if not rows:
         return
-    ph = placeholder(conn)
     cols = list(rows[0])
     conn.exec_driver_sql(
         f"INSERT INTO {table.__tablename__} ({', '.join(cols)}) "
-        f"VALUES ({', '.join([ph] * len(cols))})",
+        f"VALUES ({placeholders(conn, len(cols))})",
         _driver_rows(conn, table, rows),
     )
 

@@ -559,7 +559,7 @@ def _write_part(
     cleared (a cluster marked again meanwhile stays pending: its document may be older)."""
     ph = placeholder(conn)
     ids = [cid for cid, _ in marks]
-    in_ids = f"id IN ({', '.join([ph] * len(ids))})"
+    in_ids = f"id IN ({placeholders(conn, len(ids))})"
     _lock_documents(conn)
     live: set[int] | None = None
     if conn.dialect.name == "postgresql":
@@ -623,7 +623,7 @@ def index_pending(
                 return []
             rows = conn.exec_driver_sql(
                 "SELECT cluster_id, version FROM search_pending "
-                f"WHERE cluster_id IN ({', '.join([ph] * len(part))}) ORDER BY cluster_id",
+                f"WHERE cluster_id IN ({placeholders(conn, len(part))}) ORDER BY cluster_id",
                 tuple(part),
             ).all()
             if not rows and at < len(wanted):

@@ -205,24 +205,24 @@ def phrases(tree: Expr) -> list[Phrase]:
 # --------------------------------------------------------------------------- set operations
 
 
+def _find(sorted_: NDArray[Any], keys: NDArray[Any]) -> tuple[Ints, NDArray[np.bool_]]:
+    """For each key, its position in ``sorted_`` and whether it is there (a binary search
+    each; a position is only meaningful where found)."""
+    at = np.searchsorted(sorted_, keys)
+    at[at == len(sorted_)] = 0
+    return at, np.asarray(sorted_[at] == keys) if len(sorted_) else np.zeros(len(keys), bool)
+
+
 def intersect(a: Ords, b: Ords) -> Ords:
-    """Sorted unique ordinals in both (each probe a binary search in the longer)."""
+    """Sorted unique ordinals in both (the shorter probed in the longer)."""
     if len(a) > len(b):
         a, b = b, a
-    if not len(a) or not len(b):
-        return _EMPTY
-    at = np.searchsorted(b, a)
-    at[at == len(b)] = 0
-    return a[b[at] == a]
+    return a[member(a, b)] if len(a) else _EMPTY
 
 
 def member(a: NDArray[Any], b: NDArray[Any]) -> NDArray[np.bool_]:
     """For each of ``a``, whether it is in ``b`` (both sorted)."""
-    if not len(b):
-        return np.zeros(len(a), dtype=bool)
-    at = np.searchsorted(b, a)
-    at[at == len(b)] = 0
-    return np.asarray(b[at] == a)
+    return _find(b, a)[1]
 
 
 def _sum_by_doc(docs: Ords, w: NDArray[np.float64]) -> tuple[Ords, NDArray[np.float64]]:
@@ -404,9 +404,8 @@ class Segment:
             return _EMPTY
         if not (ids[1:] > ids[:-1]).all():  # a result's ids come sorted: no need to sort them
             ids = np.unique(ids)
-        at = np.searchsorted(self.doc_ids, ids)
-        at[at == self.docs] = 0
-        return at[self.doc_ids[at] == ids].astype(np.int32)
+        at, found = _find(self.doc_ids, ids)
+        return at[found].astype(np.int32)
 
     # --- ranking ------------------------------------------------------------------------
 
@@ -423,14 +422,12 @@ class Segment:
         for p, where in counted:
             pd, pw = self.phrase(p)
             hits = len(pd)
+            if not hits:
+                continue  # no occurrence anywhere: it adds nothing
             idf = math.log((n - hits + 0.5) / (hits + 0.5))  # libm's log, as FTS5
             if idf <= 0.0:
                 idf = 1e-6
-            if not hits:
-                continue
-            at = np.searchsorted(pd, docs)
-            at[at == hits] = 0
-            found = pd[at] == docs
+            at, found = _find(pd, docs)
             if where is not None:
                 found &= where
             f = np.where(found, pw[at], 0.0)
