@@ -7,9 +7,7 @@ BIN=.venv/bin
 echo "== ruff"; $BIN/ruff check src tests bench || exit 1
 echo "== mypy"; $BIN/mypy || exit 1
 
-# The SQLite pass runs the compiled modules where they are built, the PostgreSQL pass the pure
-# Python ones (CONSORTIA_NATIVE=0): both forms of the code pass the whole suite.
-echo "== test suite on SQLite ($($BIN/python -c 'import consortia.native as n; print(n.describe())'))"
+echo "== test suite on SQLite"
 env -u CONSORTIA_TEST_DATABASE_URL -u CONSORTIA_DATABASE_URL $BIN/python -m pytest "$@"
 sqlite_rc=$?
 [ $sqlite_rc -ne 0 ] && { echo "SQLite run failed"; exit $sqlite_rc; }
@@ -25,8 +23,8 @@ except Exception:
     sys.exit(1)
 PY
 then
-  echo "== test suite on PostgreSQL (fresh database $dbname; pure Python modules)"
-  CONSORTIA_NATIVE=0 CONSORTIA_TEST_DATABASE_URL="postgresql+psycopg://postgres@127.0.0.1:5432/$dbname" \
+  echo "== test suite on PostgreSQL (fresh database $dbname)"
+  CONSORTIA_TEST_DATABASE_URL="postgresql+psycopg://postgres@127.0.0.1:5432/$dbname" \
     $BIN/python -m pytest "$@"
   pg_rc=$?
   $BIN/python - "$pg_admin" "$dbname" <<'PY'

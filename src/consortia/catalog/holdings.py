@@ -30,11 +30,6 @@ class Item:
             "origin": self.origin,
         }
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Pickled by its fields: compiled (consortia.native), a frozen class cannot be restored
-        # attribute by attribute.
-        return (Item, (self.barcode, self.call_number, self.location, self.status, self.origin))
-
 
 @dataclass(frozen=True)
 class Mapping:
@@ -45,9 +40,6 @@ class Mapping:
     call_number: str = ""
     location: str = ""
     status: str = ""
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (Mapping, (self.tag, self.barcode, self.call_number, self.location, self.status))
 
 
 def _first(field: Any, code: str) -> str:

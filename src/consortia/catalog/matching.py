@@ -98,11 +98,6 @@ class MatchDecision:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Pickled by its fields: compiled (consortia.native), a frozen class cannot be restored
-        # attribute by attribute.
-        return (MatchDecision, (self.same, self.rule, self.score, self.scores, self.reasons))
-
 
 # --------------------------------------------------------------------------- features
 

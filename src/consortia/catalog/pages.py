@@ -11,6 +11,7 @@ import ast
 import datetime as dt
 import re
 from functools import lru_cache
+from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -20,7 +21,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from stdnum import isbn as stdisbn
 
-from consortia import native
 from consortia.accounts.roles import STAFF_ROLES, Principal, Role
 from consortia.catalog import marc, service
 from consortia.catalog.marc import ENCODINGS, FORMATS
@@ -140,8 +140,7 @@ def reason_templates() -> tuple[str, ...]:
     """The reasons the MARC reader gives (its ``_Bad`` msgids), read from marc.py itself so that
     a new reason is found without a list to keep in step; plus the normaliser's."""
     try:
-        # The source, also when marc runs compiled (consortia.native).
-        tree = ast.parse(native.source_of(marc.__name__).read_text(encoding="utf-8"))
+        tree = ast.parse(Path(marc.__file__).read_text(encoding="utf-8"))
     except (OSError, SyntaxError):  # installed without sources: reasons stay in English
         return (R_NORMALISE,)
     found: list[str] = []
