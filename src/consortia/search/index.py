@@ -451,14 +451,17 @@ def member_regions(conn: Connection) -> dict[str, str]:
     }
 
 
-def _merged_of(conn: Connection, ids: list[int]) -> list[tuple[int, dict[str, Any]]]:
+def _merged_of(conn: Connection, ids: list[int]) -> Iterator[tuple[int, dict[str, Any]]]:
     """(id, merged record) of existing clusters, read as text and decoded here: the JSON type
-    layer costs more than the decoding for a whole batch."""
+    layer costs more than the decoding for a whole batch. Decoded one at a time, as the caller
+    goes: a part's merged records all alive at once (hundreds of small objects each) made the
+    cyclic GC walk them again and again for nothing."""
     marks = placeholders(conn, len(ids))
     rows = conn.exec_driver_sql(
         f"SELECT id, CAST(merged AS TEXT) FROM clusters WHERE id IN ({marks})", tuple(ids)
     ).all()
-    return [(int(cid), orjson.loads(m) if m else {}) for cid, m in rows]
+    for cid, m in rows:
+        yield int(cid), orjson.loads(m) if m else {}
 
 
 def reindex_clusters(
@@ -484,7 +487,7 @@ def reindex_clusters(
     for part in _parts(ids):
         have = [(cid, known[cid]) for cid in part if cid in known]
         missing = [cid for cid in part if cid not in known]
-        pairs = have + (_merged_of(conn, missing) if missing else [])
+        pairs = have + (list(_merged_of(conn, missing)) if missing else [])
         docs = [build_document(cid, m, regions) for cid, m in pairs]
         backend.replace_documents(conn, part, docs)
         written += len(docs)
