@@ -2,7 +2,7 @@
 the same file, measured in the same run. Prints a table.
 
     .venv/bin/python bench/ingest.py FILE.mrc [--limit N] [--members 1] [--database URL]
-        [--workers 2] [--cache DIR] [--index auto|once]
+        [--workers 2] [--cache DIR] [--index auto|once] [--floor]
 
 With --members K the file is loaded K times as K members, each copy with realistic per-member
 variation (own record ids, some records dropped, ISBD punctuation and case changes, local
@@ -10,6 +10,10 @@ holdings), which is how a consortium's union catalogue fills up.
 --index auto: each load brings the search index up to date at its end (what a single load
 does); once (the default with several members: a bulk build): the loads defer it and one
 drain at the end indexes every cluster once; its time is a row of its own and in the total.
+--floor: before each load, the same file only read and normalised by the load's workers, as a
+load's workers do it (keys, holdings, its merged record, its JSON; planned against an empty
+catalogue), with nothing clustered, stored or indexed: the ceiling any full load of the file
+can reach on this machine. Its rate and ratio are printed per member and in the total.
 The 250,000-record LC file (BooksAll.2016.part01.utf8) is in the pymarc 5.4.0 sdist on PyPI:
     pip download --no-deps --no-binary :all: pymarc==5.4.0
 """
@@ -41,6 +45,28 @@ def bare_parse(path: Path, limit: int | None) -> tuple[int, float, float]:
             if limit and n >= limit:
                 break
     return n, time.perf_counter() - start, time.process_time() - cpu
+
+
+def prepare_only(path: Path, workers: int, empty_db: str) -> tuple[int, float, float]:
+    """Records, wall and all-process CPU seconds of the workers' read-and-normalise alone."""
+    from consortia.catalog import ingest
+
+    start, cpu, kids = time.perf_counter(), time.process_time(), children_cpu()
+    n = sum(
+        1
+        for _ in ingest.prepared_stream(
+            path,
+            format="auto",
+            encoding="auto",
+            flavour="auto",
+            mapping=None,
+            workers=workers,
+            on_bytes=lambda _n: None,
+            member_code="FLOOR",
+            db_url=empty_db,
+        )
+    )
+    return n, time.perf_counter() - start, time.process_time() - cpu + children_cpu() - kids
 
 
 def children_cpu() -> float:
@@ -112,6 +138,11 @@ def main() -> None:
         help="keep the member copies here and reuse them in later runs",
     )
     ap.add_argument(
+        "--floor",
+        action="store_true",
+        help="also time the workers' read and normalise alone (nothing stored) per file",
+    )
+    ap.add_argument(
         "--index",
         choices=("auto", "once"),
         default=None,
@@ -147,6 +178,16 @@ def main() -> None:
             ],
         )
 
+    empty_db = ""
+    if args.floor:
+        empty_db = f"sqlite:///{tmp / 'floor.db'}"
+        from sqlalchemy import create_engine
+
+        from consortia.db import Base
+
+        # The catalogue's tables, empty: the workers' plans find nothing, as for new records.
+        Base.metadata.create_all(create_engine(empty_db))
+
     files = []
     for k in range(args.members):
         out = (args.cache or tmp) / f"member{k}-{args.limit or 'all'}.mrc"
@@ -160,11 +201,26 @@ def main() -> None:
     bare_n = 0
     bare_secs = bare_cpu = 0.0
     loads = []
+    floor_n = 0
+    floor_secs = floor_cpu = floor_bare = 0.0
     for k, f in enumerate(files):
         n_bare, t_bare, c_bare = bare_parse(f, None)
         bare_n += n_bare
         bare_secs += t_bare
         bare_cpu += c_bare
+        if args.floor:
+            n_floor, t_floor, c_floor = prepare_only(f, args.workers, empty_db)
+            floor_n += n_floor
+            floor_secs += t_floor
+            floor_cpu += c_floor
+            floor_bare += t_bare
+            print(
+                f"floor {k}: {n_floor} read and normalised in {t_floor:.1f}s = "
+                f"{n_floor / t_floor:.0f}/s, ratio {(n_floor / t_floor) / (n_bare / t_bare):.2f}, "
+                f"cpu {c_floor:.1f}s ({c_floor / n_floor * 1e6:.0f} µs a record; bare parse "
+                f"{c_bare / n_bare * 1e6:.0f})",
+                flush=True,
+            )
         load0 = os.getloadavg()[0]
         t0, c0, k0 = time.perf_counter(), time.process_time(), children_cpu()
         summary = service.load_files(CLI, f"CN-B{k}", [f], workers=args.workers, defer_index=once)
@@ -249,6 +305,13 @@ def main() -> None:
         f"{total_main:8.1f} {total_kids:8.1f} {'':7} {bare_n / bare_cpu:9.0f} {est:8.0f} "
         f"{est / (bare_n / bare_cpu):9.2f}"
     )
+    if floor_n:
+        print(
+            f"{'floor':8} {floor_n:8d} {'':8} {'':8} {bare_n / floor_bare:9.0f} "
+            f"{floor_n / floor_secs:10.0f} {(floor_n / floor_secs) / (bare_n / floor_bare):6.2f} "
+            f"{floor_secs:7.1f} {floor_cpu:17.1f}   (read and normalise only: nothing stored; "
+            "cpu of all processes)"
+        )
     print(
         f"clusters: {stats['clusters']}   peak RSS: main {me:.0f} MB, largest worker {kids:.0f} MB"
     )
