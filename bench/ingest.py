@@ -202,7 +202,7 @@ def main() -> None:
     bare_secs = bare_cpu = 0.0
     loads = []
     floor_n = 0
-    floor_secs = floor_cpu = floor_bare = 0.0
+    floor_secs = floor_cpu = 0.0
     for k, f in enumerate(files):
         n_bare, t_bare, c_bare = bare_parse(f, None)
         bare_n += n_bare
@@ -213,7 +213,6 @@ def main() -> None:
             floor_n += n_floor
             floor_secs += t_floor
             floor_cpu += c_floor
-            floor_bare += t_bare
             print(
                 f"floor {k}: {n_floor} read and normalised in {t_floor:.1f}s = "
                 f"{n_floor / t_floor:.0f}/s, ratio {(n_floor / t_floor) / (n_bare / t_bare):.2f}, "
@@ -307,10 +306,10 @@ def main() -> None:
     )
     if floor_n:
         print(
-            f"{'floor':8} {floor_n:8d} {'':8} {'':8} {bare_n / floor_bare:9.0f} "
-            f"{floor_n / floor_secs:10.0f} {(floor_n / floor_secs) / (bare_n / floor_bare):6.2f} "
+            f"{'floor':8} {floor_n:8d} {'':8} {'':8} {bare_n / bare_secs:9.0f} "
+            f"{floor_n / floor_secs:10.0f} {(floor_n / floor_secs) / (bare_n / bare_secs):6.2f} "
             f"{floor_secs:7.1f} {floor_cpu:17.1f}   (read and normalise only: nothing stored; "
-            "cpu of all processes)"
+            "cpu of all processes; its workers count in the peak RSS below)"
         )
     print(
         f"clusters: {stats['clusters']}   peak RSS: main {me:.0f} MB, largest worker {kids:.0f} MB"
