@@ -1,4 +1,6 @@
-"""Records per second of read_records + normalize against bare pymarc.MARCReader, same run.
+"""Records per second of read_records + normalize against bare pymarc.MARCReader, same run,
+and of everything a load's worker does to a new record (``ingest.prepare``: also its blocking
+keys, holdings, merged record and JSON), in one process.
 
 Run by hand: ``.venv/bin/python bench/parse.py [FILE.mrc] [--repeat N]``. Prints a table.
 The issue's target: full ingest at >= 0.5x bare pymarc parse speed; read + normalize should be
@@ -46,6 +48,18 @@ def read_normalize(path: Path) -> int:
     return n
 
 
+def worker_prepare(path: Path) -> int:
+    """A load worker's work on each new record, but the planning (see bench/ingest.py --floor
+    for the same on both cores)."""
+    from consortia.catalog.ingest import Prepared, prepare
+
+    n = 0
+    for r in read_records(path):
+        if isinstance(r, ReadResult) and isinstance(prepare(r, None, 0, "BENCH"), Prepared):
+            n += 1
+    return n
+
+
 def timed(fn, path: Path, repeat: int) -> tuple[int, float, float]:  # type: ignore[no-untyped-def]
     """Best wall-clock and best CPU seconds of ``repeat`` runs (CPU time is steadier on a busy
     machine; the ratio is taken on it)."""
@@ -71,6 +85,7 @@ def main() -> None:
         ("pymarc.MARCReader (bare)", bare_pymarc),
         ("read_records", read_only),
         ("read_records + normalize", read_normalize),
+        ("ingest.prepare (a worker's)", worker_prepare),
     ):
         count, wall, cpu = timed(fn, args.file, args.repeat)
         rate = count / cpu
