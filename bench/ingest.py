@@ -156,7 +156,7 @@ def main() -> None:
     os.environ["CONSORTIA_DATABASE_URL"] = url
     from consortia.accounts.roles import CLI
     from consortia.catalog import service
-    from consortia.db import migrate, session_scope
+    from consortia.db import engine_for, migrate, session_scope
     from consortia.members import service as members
 
     migrate()
@@ -181,12 +181,9 @@ def main() -> None:
     empty_db = ""
     if args.floor:
         empty_db = f"sqlite:///{tmp / 'floor.db'}"
-        from sqlalchemy import create_engine
-
-        from consortia.db import Base
-
-        # The catalogue's tables, empty: the workers' plans find nothing, as for new records.
-        Base.metadata.create_all(create_engine(empty_db))
+        # An empty catalogue, migrated as any: the workers' plans find nothing, as for new
+        # records.
+        migrate(engine_for(empty_db))
 
     files = []
     for k in range(args.members):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pymarc
 
+from consortia.catalog.ingest import Prepared, prepare
 from consortia.catalog.marc import ReadResult, read_records
 from consortia.catalog.normalize import normalize
 
@@ -51,8 +52,6 @@ def read_normalize(path: Path) -> int:
 def worker_prepare(path: Path) -> int:
     """A load worker's work on each new record, but the planning (see bench/ingest.py --floor
     for the same on both cores)."""
-    from consortia.catalog.ingest import Prepared, prepare
-
     n = 0
     for r in read_records(path):
         if isinstance(r, ReadResult) and isinstance(prepare(r, None, 0, "BENCH"), Prepared):
