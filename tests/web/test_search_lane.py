@@ -24,7 +24,7 @@ LOC = Path(__file__).parent.parent / "data" / "ingest" / "loc-60.mrc"
 
 
 def _run_together(n: int) -> tuple[int, list[int]]:
-    """Start n searches (each holding its thread 30 ms) one after another on one event loop:
+    """Start n searches (each holding its thread 80 ms) one after another on one event loop:
     the most that ran at once, and the order they started in."""
     lock = threading.Lock()
     running = 0
@@ -37,7 +37,7 @@ def _run_together(n: int) -> tuple[int, list[int]]:
             running += 1
             most = max(most, running)
             started.append(k)
-        time.sleep(0.03)
+        time.sleep(0.08)
         with lock:
             running -= 1
         return k
@@ -64,7 +64,11 @@ def test_searches_run_at_most_the_lane_width_at_once_in_arrival_order(
         monkeypatch.delenv("CONSORTIA_SEARCH_THREADS")
         reset_settings()
     assert most == threads
-    assert started == list(range(8))
+    assert sorted(started) == list(range(8))
+    # The lane admits in arrival order. Searches admitted together (up to the lane's width) may
+    # reach their thread in either order, so a search may start at most width - 1 places from
+    # its arrival; a lane that let later arrivals overtake waiting ones would move one further.
+    assert all(abs(started.index(k) - k) < threads for k in range(8)), started
 
 
 def test_the_lane_width_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
