@@ -96,6 +96,9 @@ class Prepared:
     merged_alone: bytes = b""
     title: str = ""  # what a new cluster of this record alone shows
     year: int | None = None
+    features_json: bytes = b""  # matching.features_json, as stored
+    # Its features themselves, for a worker's planning (not sent: rebuilt from the JSON if wanted).
+    features: matching.MatchFeatures | None = None
     plan: Plan | None = None
     seq: int = -1  # the writer's committed batch count when the worker was given the record
 
@@ -190,6 +193,7 @@ def prepare(
     try:
         rec = normalize(result.record, result.flavour, result.record_id)
         keys = matching.match_keys(rec)
+        features = matching.match_features(rec)
         items = items_from_record(result.record, result.flavour, mapping)
         merged = _json(matching.merge([(member_code, rec)])) if alone else b""
         as_json = orjson.dumps(rec.to_dict(), option=orjson.OPT_NON_STR_KEYS)
@@ -212,6 +216,8 @@ def prepare(
         merged,
         rec.title[:1000],
         rec.year,
+        _json(matching.features_json(features)),
+        features,
     )
 
 
@@ -259,6 +265,9 @@ def _prepare_chunk(
                         item.record_id,
                     )
             item.normalized = None  # sent as normalized_json
+    for item in out:
+        if isinstance(item, Prepared):
+            item.features = None  # sent as features_json
     return out
 
 
@@ -408,7 +417,7 @@ def _cluster_members(
             ):
                 codes[mid] = code
         for cid, mid, norm, rep, sid, at in rows:
-            record = record_from_dict(orjson.loads(norm) if isinstance(norm, str | bytes) else norm)
+            record = record_from_dict(_loaded(norm))
             entry = (sid, codes[mid], record)
             bucket = members.get(cid)
             if bucket is None:
@@ -421,34 +430,145 @@ def _cluster_members(
     return members, versions
 
 
+@dataclass
+class _Head:
+    """What a worker needs of a candidate cluster to plan a join, however big the cluster:
+    the features of its representative and of the next ``CHECK_LIMIT`` live records, its stored
+    merged record, and its version."""
+
+    records: list[tuple[str | None, matching.MatchFeatures]]
+    merged: dict[str, Any]
+    updated_at: dt.datetime
+    record_count: int
+
+
+def _cluster_heads(conn: Connection, cluster_ids: list[int]) -> dict[int, _Head]:
+    """Each cluster's head (see ``_Head``): its representative first, then its live records by
+    id, as ``matching.choose_cluster`` looks at them; features as stored, or derived from the
+    record when stored in another form."""
+    heads: dict[int, _Head] = {}
+    ph = placeholder(conn)
+    as_time = Cluster.__table__.c.updated_at.type._cached_result_processor(conn.dialect, None)
+    codes: dict[int, str] = {}
+    decoded: dict[str, matching.MatchFeatures | None] = {}
+    for part in _parts(cluster_ids):
+        marks = placeholders(conn, len(part))
+        clusters = {
+            cid: (_loaded(merged), at)
+            for cid, merged, at in conn.exec_driver_sql(
+                f"SELECT id, merged, updated_at FROM clusters WHERE id IN ({marks})", tuple(part)
+            )
+        }
+        # The first records by id (and the representative), numbered in the covering index;
+        # only those rows are read for their features.
+        rows = conn.exec_driver_sql(
+            "SELECT h.cluster_id, h.id, h.member_id, h.total, h.id = c.representative_id, "
+            "s.features FROM (SELECT cluster_id, id, member_id, "
+            "ROW_NUMBER() OVER (PARTITION BY cluster_id ORDER BY id) AS n, "
+            "COUNT(*) OVER (PARTITION BY cluster_id) AS total FROM source_records "
+            f"WHERE cluster_id IN ({marks}) AND deleted = {ph}) h "
+            "JOIN clusters c ON c.id = h.cluster_id "
+            "JOIN source_records s ON s.id = h.id "
+            f"WHERE h.n <= {ph} OR h.id = c.representative_id "
+            "ORDER BY h.cluster_id, h.id",
+            (*part, False, matching.CHECK_LIMIT + 1),
+        ).fetchall()
+        missing = {mid for _, _, mid, *_ in rows if mid not in codes}
+        if missing:
+            for mid, code in conn.execute(
+                select(Member.id, Member.code).where(Member.id.in_(missing))
+            ):
+                codes[mid] = code
+        features: dict[int, matching.MatchFeatures | None] = {}
+        for _, sid, _, _, _, stored in rows:
+            if isinstance(stored, str):
+                # Members' copies of one record mostly fold to the same features: decoded once.
+                if stored not in decoded:
+                    decoded[stored] = matching.features_from_json(orjson.loads(stored))
+                features[sid] = decoded[stored]
+            else:
+                features[sid] = matching.features_from_json(stored)
+        # Records stored before their features were (or with another form of them).
+        underived = sorted(sid for sid, f in features.items() if f is None)
+        for sids in _parts(underived):
+            for sid, norm in conn.exec_driver_sql(
+                "SELECT id, normalized FROM source_records "
+                f"WHERE id IN ({placeholders(conn, len(sids))})",
+                tuple(sids),
+            ):
+                features[sid] = matching.match_features(record_from_dict(_loaded(norm)))
+        for cid, sid, mid, total, is_rep, _ in rows:
+            head = heads.get(cid)
+            if head is None:
+                merged, at = clusters[cid]
+                version = cast(dt.datetime, as_time(at) if as_time is not None else at)
+                head = heads[cid] = _Head([], merged, version, int(total))
+            entry = (codes[mid], cast(matching.MatchFeatures, features[sid]))
+            if is_rep:
+                head.records.insert(0, entry)
+            else:
+                head.records.append(entry)
+    return heads
+
+
+def _loaded(value: Any) -> Any:
+    """A JSON column's value as read straight from the driver (text on SQLite, decoded on
+    PostgreSQL)."""
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
+
+
+def _record_of(conn: Connection, member_code: str, record_id: str) -> NormalizedRecord | None:
+    """One member's live record, decoded."""
+    norm = conn.execute(
+        select(SourceRecord.normalized)
+        .join(Member, Member.id == SourceRecord.member_id)
+        .where(
+            Member.code == member_code,
+            SourceRecord.record_id == record_id,
+            SourceRecord.deleted.is_(False),
+        )
+    ).scalar()
+    return None if norm is None else record_from_dict(norm)
+
+
 def plan_records(conn: Connection, prepared: list[Prepared], member_code: str) -> None:
     """Cluster new records against the committed catalogue in a worker (reading only), so the
-    single writer need not: the candidate clusters' records, the decision and the merged
-    record of the joined cluster. The writer checks each plan before it takes it."""
+    single writer need not: the candidate clusters' heads, the decision and the merged record
+    of the joined cluster, made from its stored merged record (the whole cluster is read only
+    when that cannot tell). The writer checks each plan before it takes it."""
     work = [p for p in prepared if not p.deleted and p.normalized is not None]
     if not work:
         return
     key_clusters = _key_clusters(conn, sorted({k for p in work for k in p.keys}))
-    members, versions = _cluster_members(
-        conn, sorted({c for cs in key_clusters.values() for c in cs})
-    )
+    heads = _cluster_heads(conn, sorted({c for cs in key_clusters.values() for c in cs}))
     for p in work:
         assert p.normalized is not None
         cands = sorted({c for k in p.keys for c in key_clusters.get(k, ())})
-        if any(c not in versions for c in cands):
+        if any(c not in heads for c in cands):
             continue  # changed under the worker's feet: the writer decides
-        candidates = [(c, [(m, r) for _, m, r in members[c]]) for c in cands]
+        features = p.features or matching.match_features(p.normalized)
         chosen, decision = (
-            matching.choose_cluster(p.normalized, candidates, member=member_code)
-            if candidates
+            matching.choose_cluster_by_features(
+                features, [(c, heads[c].records) for c in cands], member=member_code
+            )
+            if cands
             else (None, None)
         )
-        plan = Plan(chosen, decision, {c: versions[c] for c in cands})
+        plan = Plan(chosen, decision, {c: heads[c].updated_at for c in cands})
         if chosen is not None:
-            recs = [(m, r) for _, m, r in members[chosen]] + [(member_code, p.normalized)]
-            plan.merged = _json(matching.merge(recs))
-            plan.record_count = len(recs)
-            plan.member_count = len({m for m, _ in recs})
+            head = heads[chosen]
+            merged = matching.merge_into(
+                head.merged,
+                member_code,
+                p.normalized,
+                lambda m, rid: _record_of(conn, m, rid),
+            )
+            if merged is None:
+                recs = [(m, r) for _, m, r in _cluster_members(conn, [chosen])[0].get(chosen, [])]
+                merged = matching.merge([*recs, (member_code, p.normalized)])
+            plan.merged = _json(merged)
+            plan.record_count = head.record_count + 1
+            plan.member_count = len(merged["members"])
         p.plan = plan
 
 
@@ -852,6 +972,7 @@ class Writer:
             "raw": p.raw,
             "fingerprint": p.fingerprint,
             "normalized": orjson.Fragment(p.normalized_json),
+            "features": orjson.Fragment(p.features_json) if p.features_json else None,
             "deleted": False,
             "cluster_id": cid,
             "match_rule": dec.rule if dec else "new",
@@ -1088,6 +1209,7 @@ _UPDATABLE = (
     "raw",
     "fingerprint",
     "normalized",
+    "features",
     "cluster_id",
     "match_rule",
     "match_score",

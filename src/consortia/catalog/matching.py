@@ -15,8 +15,9 @@ its cluster.
 
 from __future__ import annotations
 
+import bisect
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
@@ -44,11 +45,16 @@ __all__ = [
     "RULE_LABELS",
     "MatchDecision",
     "choose_cluster",
+    "choose_cluster_by_features",
     "completeness",
     "decide",
     "duplicates_within_member",
+    "features_from_json",
+    "features_json",
+    "match_features",
     "match_keys",
     "merge",
+    "merge_into",
 ]
 
 K = TypeVar("K")
@@ -128,8 +134,9 @@ _PINYIN_PUBLISHER_NOISE = re.compile(
 
 
 @dataclass(slots=True)
-class _Features:
-    """What decide() compares, folded once per record."""
+class MatchFeatures:
+    """What decide() compares, folded once per record. Stored with each source record
+    (:func:`features_json`) so a join need not decode and fold a cluster's records again."""
 
     main: str
     full: str
@@ -167,7 +174,7 @@ def _split_title_part(title: str) -> tuple[str, str]:
     return title, ""
 
 
-def _features(rec: NormalizedRecord) -> _Features:
+def match_features(rec: NormalizedRecord) -> MatchFeatures:
     title, part = rec.title, rec.part
     if not part:
         title, part = _split_title_part(title)
@@ -199,7 +206,7 @@ def _features(rec: NormalizedRecord) -> _Features:
         for i in rec.isbns
         if i.valid and i.isbn13 and not _COLLECTIVE_ISBN.search(i.qualifier.lower())
     )
-    return _Features(
+    return MatchFeatures(
         main=main,
         full=full,
         vmain=vmain,
@@ -225,6 +232,46 @@ def _features(rec: NormalizedRecord) -> _Features:
         reproduction=rec.reproduction,
         language=langs[0] if langs and langs[0] not in _LANG_UNKNOWN else "",
     )
+
+
+# The form of the stored features (source_records.features). Bump it whenever what
+# match_features() derives changes (it or the textfold functions it calls): a stored form of
+# another version is ignored and the features are derived from the record again.
+FEATURES_VERSION = 1
+_FEATURE_FIELDS = tuple(MatchFeatures.__slots__)
+_SET_FIELDS = frozenset({"isbns", "oclc", "issns"})
+
+
+def features_json(f: MatchFeatures) -> list[Any]:
+    """The stored form of a record's features: a JSON list, its version first."""
+    out: list[Any] = [FEATURES_VERSION]
+    for name in _FEATURE_FIELDS:
+        value = getattr(f, name)
+        if name in _SET_FIELDS:
+            value = sorted(value)
+        elif name == "authors":
+            value = list(value)
+        out.append(value)
+    return out
+
+
+def features_from_json(value: Any) -> MatchFeatures | None:
+    """The features of a stored form; None for one of another version or shape (derive them
+    from the record instead)."""
+    if (
+        not isinstance(value, list)
+        or len(value) != len(_FEATURE_FIELDS) + 1
+        or value[0] != FEATURES_VERSION
+    ):
+        return None
+    kwargs: dict[str, Any] = {}
+    for name, item in zip(_FEATURE_FIELDS, value[1:], strict=True):
+        if name in _SET_FIELDS:
+            item = frozenset(item)
+        elif name == "authors":
+            item = tuple(item)
+        kwargs[name] = item
+    return MatchFeatures(**kwargs)
 
 
 # --------------------------------------------------------------------------- keys
@@ -356,14 +403,14 @@ def _title_agreement(a: str, b: str) -> float:
     return r if r >= 95.0 else max(r, _typo_score(a, b))
 
 
-def _title_forms(f: _Features) -> list[tuple[str, str, bool]]:
+def _title_forms(f: MatchFeatures) -> list[tuple[str, str, bool]]:
     forms = [(f.main, f.full, f.has_remainder)]
     if f.vmain:
         forms.append((f.vmain, f.vfull, False))
     return forms
 
 
-def _title_score(fa: _Features, fb: _Features) -> tuple[float, str, bool]:
+def _title_score(fa: MatchFeatures, fb: MatchFeatures) -> tuple[float, str, bool]:
     """Best agreement between the title forms of two records, which forms agreed, and whether
     the best-agreeing forms have a word conflict."""
     best, how, conflict = 0.0, "", False
@@ -432,7 +479,7 @@ def _name_pair(a: str, b: str, chinese: bool) -> float | None:
     return max(whole, sur if initials_ok else sur * 0.6)
 
 
-def _author_score(fa: _Features, fb: _Features) -> float | None:
+def _author_score(fa: MatchFeatures, fb: MatchFeatures) -> float | None:
     chinese = fa.chinese or fb.chinese
     if fa.authors and fb.authors:
         scores = [
@@ -454,7 +501,7 @@ def _author_score(fa: _Features, fb: _Features) -> float | None:
     return None
 
 
-def _publisher_score(fa: _Features, fb: _Features) -> float | None:
+def _publisher_score(fa: MatchFeatures, fb: MatchFeatures) -> float | None:
     a, b = fa.publisher, fb.publisher
     if not a or not b:
         return None
@@ -486,14 +533,14 @@ def _contained(a: str, b: str) -> float:
     return r
 
 
-def _year_score(fa: _Features, fb: _Features) -> float | None:
+def _year_score(fa: MatchFeatures, fb: MatchFeatures) -> float | None:
     if fa.year is None or fb.year is None:
         return None
     d = abs(fa.year - fb.year)
     return 100.0 if d == 0 else 50.0 if d == 1 else 0.0
 
 
-def _pages_score(fa: _Features, fb: _Features) -> float | None:
+def _pages_score(fa: MatchFeatures, fb: MatchFeatures) -> float | None:
     if not fa.pages or not fb.pages:
         return None
     d = abs(fa.pages - fb.pages)
@@ -505,7 +552,7 @@ def _pages_score(fa: _Features, fb: _Features) -> float | None:
     return 0.0
 
 
-def _edition_conflict(fa: _Features, fb: _Features) -> bool:
+def _edition_conflict(fa: MatchFeatures, fb: MatchFeatures) -> bool:
     """Both state an edition and the statements name different ones ("8th ed." and "8th ed.,
     Brief ed."; "Rev. ed." and "Large print ed."), beyond the edition number.
 
@@ -572,10 +619,10 @@ def _similarity(scores: dict[str, float]) -> float:
 
 def decide(a: NormalizedRecord, b: NormalizedRecord) -> MatchDecision:
     """Do ``a`` and ``b`` describe the same manifestation? With the rule and scores why."""
-    return _decide(_features(a), _features(b))
+    return _decide(match_features(a), match_features(b))
 
 
-def _decide(fa: _Features, fb: _Features) -> MatchDecision:
+def _decide(fa: MatchFeatures, fb: MatchFeatures) -> MatchDecision:
     reasons: list[str] = []
     scores: dict[str, float] = {}
     title, how, title_conflict = _title_score(fa, fb)
@@ -721,6 +768,8 @@ def _decide(fa: _Features, fb: _Features) -> MatchDecision:
 
 
 ClusterRecord = NormalizedRecord | tuple[str, NormalizedRecord]
+# How many of a cluster's records besides its representative may veto a joining record.
+CHECK_LIMIT = 20
 
 
 def _unpack(item: ClusterRecord) -> tuple[str | None, NormalizedRecord]:
@@ -734,7 +783,7 @@ def choose_cluster(
     candidates: Sequence[tuple[K, Sequence[ClusterRecord]]],
     *,
     member: str | None = None,
-    check_limit: int = 20,
+    check_limit: int = CHECK_LIMIT,
 ) -> tuple[K | None, MatchDecision | None]:
     """The cluster ``rec`` should join, with the decision that put it there; ``(None, None)``
     when none fits (a new cluster).
@@ -746,15 +795,47 @@ def choose_cluster(
     set, a cluster already holding a record of that member is joined only on identifier
     evidence (ISBN/OCLC/LCCN), which makes it a real duplicate in that member's catalogue.
     """
-    fr = _features(rec)
+    return _choose(
+        match_features(rec),
+        [(cid, [_unpack(item) for item in items[: 1 + check_limit]]) for cid, items in candidates],
+        match_features,
+        member,
+        check_limit,
+    )
+
+
+def choose_cluster_by_features(
+    fr: MatchFeatures,
+    candidates: Sequence[tuple[K, Sequence[tuple[str | None, MatchFeatures]]]],
+    *,
+    member: str | None = None,
+    check_limit: int = CHECK_LIMIT,
+) -> tuple[K | None, MatchDecision | None]:
+    """:func:`choose_cluster` on features already derived (or stored): each candidate's
+    records as ``(member_code or None, features)``, the representative first. Only the first
+    ``1 + check_limit`` of a cluster's records are looked at, so a join costs the same however
+    many members hold the book."""
+    return _choose(fr, candidates, lambda f: f, member, check_limit)
+
+
+T = TypeVar("T")
+
+
+def _choose(
+    fr: MatchFeatures,
+    candidates: Sequence[tuple[K, Sequence[tuple[str | None, T]]]],
+    features_of: Callable[[T], MatchFeatures],
+    member: str | None,
+    check_limit: int,
+) -> tuple[K | None, MatchDecision | None]:
     # The decision is a function of the two records' features: records that agree in all of
     # them (copies of one record, as members' catalogues mostly hold) are decided once.
-    decided: list[tuple[_Features, MatchDecision]] = []
+    decided: list[tuple[MatchFeatures, MatchDecision]] = []
 
-    def decide_with(other: NormalizedRecord) -> MatchDecision:
-        fo = _features(other)
+    def decide_with(other: T) -> MatchDecision:
+        fo = features_of(other)  # only for records compared: a refused representative ends it
         for f, d in decided:
-            if f == fo:
+            if f is fo or f == fo:
                 return d
         d = _decide(fr, fo)
         decided.append((fo, d))
@@ -764,14 +845,13 @@ def choose_cluster(
     for order, (cid, items) in enumerate(candidates):
         if not items:
             continue
-        rep_member, rep = _unpack(items[0])
+        rep_member, rep = items[0]
         d = decide_with(rep)
         if not d.same:
             continue
         vetoed = False
         same_member = member is not None and rep_member == member
-        for item in items[1 : 1 + check_limit]:
-            m, other = _unpack(item)
+        for m, other in items[1 : 1 + check_limit]:
             if member is not None and m == member:
                 same_member = True
             od = decide_with(other)
@@ -958,6 +1038,196 @@ def merge(records: Sequence[tuple[str, NormalizedRecord]]) -> dict[str, Any]:
     return out
 
 
+_UNIONS: tuple[
+    tuple[str, Callable[[Any], Any], Callable[[Any], Any], Callable[[Any], dict[str, Any]]], ...
+] = (
+    # (merged field, its key from a merged entry, from a record's item, an entry from an item)
+    (
+        "isbns",
+        lambda e: (e["isbn13"], e["valid"]),
+        lambda i: (i.isbn13, i.valid),
+        lambda i: {"isbn13": i.isbn13, "qualifier": i.qualifier, "valid": i.valid},
+    ),
+    (
+        "issns",
+        lambda e: e["value"].replace("-", "").upper(),
+        lambda s: s.replace("-", "").upper(),
+        lambda s: {"value": s},
+    ),
+    ("oclc", lambda e: oclc_key(e["value"]), oclc_key, lambda o: {"value": o}),
+    ("languages", lambda e: e["value"], lambda v: v, lambda v: {"value": v}),
+    ("subjects", lambda e: fold(e["value"]), fold, lambda v: {"value": v}),
+    (
+        "classifications",
+        lambda e: (e["scheme"], e["value"].replace(" ", "").lower()),
+        lambda c: (c.scheme, c.value.replace(" ", "").lower()),
+        lambda c: {"scheme": c.scheme, "value": c.value},
+    ),
+    (
+        "names",
+        lambda e: fold_name(e["vernacular"] or e["name"]),
+        lambda n: fold_name(n.vernacular or n.name),
+        lambda n: {"name": n.name, "role": n.role, "kind": n.kind, "vernacular": n.vernacular},
+    ),
+)
+_MERGED_FIELDS = frozenset(
+    {*_SCALARS, "year", "title_romanised", "representative", "sources", "members"}
+    | {name for name, *_ in _UNIONS}
+)
+
+
+def merge_into(
+    merged: dict[str, Any],
+    member: str,
+    rec: NormalizedRecord,
+    record_of: Callable[[str, str], NormalizedRecord | None],
+) -> dict[str, Any] | None:
+    """The merged record of a cluster that ``rec`` (live, of ``member``) joins, made from the
+    cluster's stored merged record (as :func:`merge` made it, read back from JSON) instead of
+    from all its records: equal to ``merge`` of the cluster's records and ``rec``, at a cost that
+    does not grow with the number of records. ``record_of(member, record_id)`` gives one of the
+    cluster's records (or None) when the answer depends on it: for a book in CJK script, which
+    of its title forms the display shows. None when the answer cannot be told without all the
+    records (merge them instead): the book's first title in CJK script arrives, a subtitle set
+    aside may come back, or the stored record is not of the form this code makes."""
+    if rec.deleted or not merged.keys() <= _MERGED_FIELDS:
+        return None
+    try:
+        return _merge_into(merged, member, rec, record_of)
+    except (KeyError, TypeError, AttributeError):  # not of the form merge() makes
+        return None
+
+
+def _merge_into(
+    merged: dict[str, Any],
+    member: str,
+    rec: NormalizedRecord,
+    record_of: Callable[[str, str], NormalizedRecord | None],
+) -> dict[str, Any] | None:
+    sources: list[dict[str, Any]] = merged["sources"]
+    rid = rec.record_id
+    weight = completeness(rec)
+    order = [(-s["completeness"], s["member"], s["record_id"]) for s in sources]
+    if not order or any(m == member and r == rid for _, m, r in order):
+        return None
+    # The new record's place in merge()'s order (most complete first), and every source's place
+    # once it is in.
+    p = bisect.bisect_left(order, (-weight, member, rid))
+    place = {(m, r): i + (i >= p) for i, (_, m, r) in enumerate(order)}
+    place[(member, rid)] = p
+
+    def at(entry: dict[str, Any]) -> int:
+        return place[(entry["member"], entry["record_id"])]
+
+    here = _source(member, rec)
+    script_book = "title" in merged and has_cjk(merged["title"]["value"])
+    if not script_book and (has_cjk(rec.title) or has_cjk(rec.title_vernacular)):
+        return None  # a book in CJK script now: its display forms are chosen anew
+    title_entry: dict[str, Any] = merged.get("title") or {}
+    in_title = False  # the script form shown comes from a title proper, not an 880
+    if script_book:
+        shown = record_of(title_entry["member"], title_entry["record_id"])
+        if shown is None:
+            return None
+        in_title = has_cjk(shown.title)
+        if not in_title and has_cjk(rec.title) and "remainder" not in merged:
+            return None  # a romanised subtitle set aside (or none) may now be shown
+
+    def pick(value: Any, cur: dict[str, Any] | None, script: bool) -> Any:
+        """merge()'s choice for one field: the first record's value in the order, or for a
+        field in script the first in CJK script."""
+        if value in ("", None):
+            return cur
+        if cur is not None:
+            if script and has_cjk(cur["value"]):
+                return {"value": value, **here} if has_cjk(value) and p < at(cur) else cur
+            if not (script and isinstance(value, str) and has_cjk(value)) and p > at(cur):
+                return cur
+        return {"value": value, **here}
+
+    out: dict[str, Any] = {}
+    for name in _SCALARS:
+        script = script_book and name in _SCRIPT_FIELDS
+        chosen = pick(getattr(rec, name), merged.get(name), script)
+        if chosen is not None:
+            out[name] = chosen
+    if rec.years:
+        out["year"] = pick(rec.years[0], merged.get("year"), False)
+    elif "year" in merged:
+        out["year"] = merged["year"]
+
+    if script_book:
+        title = title_entry
+        if has_cjk(rec.title):
+            if not in_title or p < at(title_entry):
+                title = {"value": rec.title, **here}
+        elif has_cjk(rec.title_vernacular) and not in_title and p < at(title_entry):
+            title = {"value": rec.title_vernacular, **here}
+        out["title"] = title
+        remainder = out.get("remainder")
+        if not (in_title or has_cjk(rec.title)) and remainder and not has_cjk(remainder["value"]):
+            out.pop("remainder")
+        roman = merged.get("title_romanised")
+        if rec.title and not has_cjk(rec.title) and (roman is None or p < at(roman)):
+            roman = {"value": rec.title, **here}
+        if roman is not None:
+            out["title_romanised"] = roman
+
+    for name, entry_key, item_key, make in _UNIONS:
+        out[name] = _union_into(
+            merged[name], getattr(rec, name), entry_key, item_key, make, here, p, at
+        )
+    out["representative"] = here if p == 0 else merged["representative"]
+    out["sources"] = [
+        *sources[:p],
+        {**here, "flavour": rec.flavour, "completeness": weight},
+        *sources[p:],
+    ]
+    out["members"] = sorted({*merged["members"], member})
+    return out
+
+
+def _union_into(
+    entries: list[dict[str, Any]],
+    items: Sequence[Any],
+    entry_key: Callable[[Any], Any],
+    item_key: Callable[[Any], Any],
+    make: Callable[[Any], dict[str, Any]],
+    here: dict[str, str],
+    p: int,
+    at: Callable[[dict[str, Any]], int],
+) -> list[dict[str, Any]]:
+    """One of merge()'s unions with the new record's items added: each entry's sources stay in
+    the records' order, an entry's value comes from its first source, and the entries stay in
+    the order of their first sources (a record's own in the order of its items)."""
+    out = [{**e, "sources": list(e["sources"])} for e in entries]
+    index = {entry_key(e): i for i, e in enumerate(entries)}
+    first_here: dict[int, int] = {}  # entry -> the item of the new record it now comes from
+    for j, item in enumerate(items or ()):
+        k = item_key(item)
+        if not k:
+            continue
+        i = index.get(k)
+        if i is None:
+            index[k] = len(out)
+            first_here[len(out)] = j
+            out.append({**make(item), "sources": [dict(here)]})
+            continue
+        sources = out[i]["sources"]
+        n = bisect.bisect_right(sources, p, key=at)  # after earlier records' (and its own)
+        sources.insert(n, dict(here))
+        if n == 0:
+            out[i].update(make(item))
+            first_here[i] = j
+    if not first_here:
+        return out
+    ranks = [
+        (p, first_here[i]) if i in first_here else (at(e["sources"][0]), i)
+        for i, e in enumerate(out)
+    ]
+    return [e for _, e in sorted(zip(ranks, out, strict=True), key=lambda t: t[0])]
+
+
 def duplicates_within_member(
     records: Sequence[tuple[str, NormalizedRecord]],
 ) -> list[dict[str, Any]]:
@@ -974,10 +1244,10 @@ def duplicates_within_member(
         if len(recs) < 2:
             continue
         recs = sorted(recs, key=lambda r: (-completeness(r), r.record_id))
-        first = _features(recs[0])
+        first = match_features(recs[0])
         comparisons = []
         for r in recs[1:]:
-            d = _decide(first, _features(r))
+            d = _decide(first, match_features(r))
             comparisons.append(
                 {
                     "record_id": r.record_id,

@@ -83,6 +83,9 @@ class SourceRecord(Base):
     # sha1 of the raw bytes: a record loaded again unchanged is recognised without parsing.
     fingerprint: Mapped[str] = mapped_column(String(40), nullable=False)
     normalized: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    # matching.features_json of the record: what a joining record is compared with, without
+    # decoding and folding this one again (None, or another version: derived from normalized).
+    features: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
     deleted: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     cluster_id: Mapped[int | None] = mapped_column(
         ForeignKey("clusters.id", ondelete="SET NULL"), nullable=True

@@ -1,0 +1,31 @@
+"""each source record's match features stored beside it
+
+Revision ID: 0011
+Revises: 0010
+Create Date: 2026-11-28 06:10:00
+
+* ``source_records.features``: ``matching.features_json`` of the record (a JSON list, the form's
+  version first). A record joining a cluster is compared with the representative and up to 20
+  more of the cluster's records; with their features stored they need not be decoded and
+  folded again at every join. Records stored before this have none and are derived from
+  ``normalized`` when compared, as are records whose features are of another version.
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0011"
+down_revision: str | None = "0010"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    # Plain ALTER TABLE (no batch copy): a copied table would lose its triggers.
+    op.add_column("source_records", sa.Column("features", sa.JSON(), nullable=True))
+
+
+def downgrade() -> None:
+    op.drop_column("source_records", "features")
