@@ -254,3 +254,55 @@ def test_a_workers_plan_is_the_full_computation_over_the_whole_cluster(
             script += matching.has_cjk(full["title"]["value"])
     # Clusters bigger than the head joined, books in Chinese script among them.
     assert joins > 50 and script > 20, (joins, script)
+
+
+def test_a_catalogue_from_before_0011_joins_as_one_loaded_now(
+    session: Any, engine: Any, tmp_path: Path
+) -> None:
+    """A catalogue stored before migration 0011 (no stored features, keys without their
+    cluster) is brought up by it: every key names its record's cluster, and the next member's
+    records, planned by the workers on derived features, give every cluster the merged record
+    merge() gives its records."""
+    from alembic import command
+    from sqlalchemy import select
+
+    from consortia.accounts.roles import CLI
+    from consortia.catalog import ingest, service
+    from consortia.catalog.models import Cluster, MatchKey, SourceRecord
+    from consortia.db import alembic_config, migrate
+    from tests.conftest import add_region_and_member
+
+    for k in range(3):
+        add_region_and_member(session, code=f"CN-M{k}")
+    session.commit()
+    paths = []
+    for k in range(3):
+        paths.append(tmp_path / f"m{k}.mrc")
+        paths[-1].write_bytes(_variant(k))
+    for k in range(2):
+        service.load_files(CLI, f"CN-M{k}", [paths[k]], workers=1)
+    try:
+        command.downgrade(alembic_config(engine), "0010")
+        command.upgrade(alembic_config(engine), "0011")
+    finally:
+        migrate(engine)
+    session.expire_all()
+    assert set(session.scalars(select(SourceRecord.features))) == {None}
+    keys = session.execute(
+        select(MatchKey.cluster_id, SourceRecord.cluster_id).join(
+            SourceRecord, SourceRecord.id == MatchKey.source_record_id
+        )
+    ).all()
+    assert len(keys) > 500 and all(a == b is not None for a, b in keys)
+
+    summary = service.load_files(CLI, "CN-M2", [paths[2]], workers=2)
+    assert summary.planned > 80
+    session.expire_all()
+    with engine.connect() as conn:
+        clusters = session.scalars(select(Cluster)).all()
+        members = ingest._cluster_members(conn, [c.id for c in clusters])[0]
+    assert sum(c.record_count == 3 for c in clusters) > 60
+    for c in clusters:
+        recs = [(m, r) for _, m, r in members[c.id]]
+        assert c.merged == _stored(matching.merge(recs)), c.id
+        assert c.record_count == len(recs)

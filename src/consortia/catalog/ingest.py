@@ -372,10 +372,8 @@ def _key_clusters(conn: Connection, keys: list[str]) -> dict[str, set[int]]:
         # Straight to the driver: a record's keys find ~10 rows, and SQLAlchemy's row
         # handling cost more than the look-up.
         rows = conn.exec_driver_sql(
-            "SELECT DISTINCT match_keys.key, source_records.cluster_id FROM match_keys "
-            "JOIN source_records ON source_records.id = match_keys.source_record_id "
-            f"WHERE match_keys.key IN ({placeholders(conn, len(part))}) "
-            "AND source_records.cluster_id IS NOT NULL",
+            "SELECT DISTINCT key, cluster_id FROM match_keys "
+            f"WHERE key IN ({placeholders(conn, len(part))}) AND cluster_id IS NOT NULL",
             tuple(part),
         ).fetchall()
         for key, cid in rows:
@@ -849,10 +847,12 @@ class Writer:
         # Plain rows of strings and integers: straight to the driver (SQLAlchemy's per-row
         # parameter handling cost more than SQLite's insert itself).
         ph = placeholder(conn)
-        key_rows = [(k, sid) for sid, p in pairs for k in dict.fromkeys(p.keys)]
+        key_rows = [(k, sid, cluster_id(p)) for sid, p in pairs for k in dict.fromkeys(p.keys)]
         if key_rows:
             conn.exec_driver_sql(
-                f"INSERT INTO match_keys (key, source_record_id) VALUES ({ph}, {ph})", key_rows
+                "INSERT INTO match_keys (key, source_record_id, cluster_id) "
+                f"VALUES ({ph}, {ph}, {ph})",
+                key_rows,
             )
         item_rows = [
             (

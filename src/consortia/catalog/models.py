@@ -109,6 +109,10 @@ class MatchKey(Base):
     source_record_id: Mapped[int] = mapped_column(
         ForeignKey("source_records.id", ondelete="CASCADE"), primary_key=True, index=True
     )
+    # The record's cluster, kept with its keys (they are written and removed together): finding
+    # a key's clusters reads this table alone, not a row of source_records per record holding it
+    # (on SQLite that row's cluster_id lies after the raw record, in overflow pages).
+    cluster_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class Holding(Base):
