@@ -306,3 +306,34 @@ def test_a_catalogue_from_before_0011_joins_as_one_loaded_now(
         recs = [(m, r) for _, m, r in members[c.id]]
         assert c.merged == _stored(matching.merge(recs)), c.id
         assert c.record_count == len(recs)
+
+
+def test_the_features_version_names_the_code_that_derives_them() -> None:
+    """Stored features are used as they are while their version is FEATURES_VERSION: a change
+    to how they are derived must come with a new version, or joins would compare records by
+    features an older code derived. The digest covers match_features, what it calls in
+    matching, and textfold. If this fails after such a change: bump FEATURES_VERSION and put
+    the new digest here (the stored features of the old version are then derived again)."""
+    import hashlib
+    import inspect
+
+    from consortia.catalog import textfold
+
+    parts = [
+        inspect.getsource(matching.match_features),
+        inspect.getsource(matching._split_title_part),
+        inspect.getsource(matching.MatchFeatures),
+        *(
+            p.pattern
+            for p in (
+                matching._COLLECTIVE_ISBN,
+                matching._TITLE_PART_CJK,
+                matching._TITLE_PART_LATIN,
+                matching._VOLUMES,
+            )
+        ),
+        repr(sorted(matching._LANG_UNKNOWN)),
+        inspect.getsource(textfold),
+    ]
+    digest = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+    assert (matching.FEATURES_VERSION, digest) == (1, "3f68aceaf3946cbb"), digest
