@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from consortia.accounts.roles import CLI
 from consortia.catalog import service
-from tests.browser import CHROMIUM
+from tests.browser import CHROMIUM, watch_problems
 from tests.catalog.test_pages import CNMARC_GBK, load_lu_xun
 
 # A fixture, imported by name so that pytest finds it here.
@@ -53,16 +53,6 @@ def server(db_url: str, catalogue: dict[str, Any]) -> Iterator[str]:
         yield base
 
 
-def _watch(page: Any) -> list[str]:
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    page.on("requestfailed", lambda r: problems.append(f"failed {r.url}"))
-    page.on(
-        "response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None
-    )
-    return problems
-
-
 def _sign_in_by_keyboard(page: Any, server: str, username: str, then: str) -> None:
     page.goto(f"{server}/login?next={then}")
     _tab_to(page, {"id": "username"})
@@ -80,7 +70,7 @@ def test_record_page_in_chinese_and_english(
 ) -> None:
     context = browser.new_context(locale="zh-CN", viewport={"width": 1280, "height": 900})
     page = context.new_page()
-    problems = _watch(page)
+    problems = watch_problems(page)
     page.goto(f"{server}/records/{catalogue['cluster']}")
     assert page.locator("html").get_attribute("lang") == "zh-CN"
     assert page.locator("h1").inner_text() == "鲁迅与浙东文化"
@@ -124,7 +114,7 @@ def test_resubmit_from_the_quality_page_with_the_keyboard_alone(
 ) -> None:
     context = browser.new_context(locale="zh-CN", viewport={"width": 1280, "height": 900})
     page = context.new_page()
-    problems = _watch(page)
+    problems = watch_problems(page)
     _sign_in_by_keyboard(page, server, "a-staff", "/quality")
     qid = catalogue["quarantined"][0]
     assert page.locator(f"#q-{qid}").is_visible()
@@ -179,7 +169,7 @@ def test_load_progress_page_follows_the_load(
         locale="en-GB", viewport={"width": 1280, "height": 900}, java_script_enabled=scripts
     )
     page = context.new_page()
-    problems = _watch(page)
+    problems = watch_problems(page)
     _sign_in_by_keyboard(page, server, "a-staff", f"/catalog/uploads/{batch.id}")
     status = page.locator("[data-field=status]")
     assert status.inner_text() == "Waiting to start"

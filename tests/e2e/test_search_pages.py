@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.browser import CHROMIUM
+from tests.browser import CHROMIUM, watch_problems
 from tests.conftest import app_server
 from tests.e2e.test_shell import _active, _tab_to
 
@@ -37,17 +37,6 @@ def server(db_url: str, catalogue: dict[str, int]) -> Iterator[str]:
         yield base
 
 
-def _watch(page: Any) -> list[str]:
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: problems.append(f"page error {e}"))
-    page.on("requestfailed", lambda r: problems.append(f"failed {r.url}"))
-    page.on(
-        "response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None
-    )
-    return problems
-
-
 def _hit_ids(page: Any) -> list[int]:
     hrefs = page.locator("ol.hits > li h2 a").evaluate_all("els => els.map(a => a.pathname)")
     return [int(h.rsplit("/", 1)[1]) for h in hrefs]
@@ -62,7 +51,7 @@ def test_search_in_chinese_and_pinyin_and_open_a_record_with_the_keyboard_alone(
 ) -> None:
     context = browser.new_context(locale="zh-CN", viewport={"width": 1280, "height": 900})
     page = context.new_page()
-    problems = _watch(page)
+    problems = watch_problems(page)
     page.goto(server + "/")
     box = page.locator("#site-q")
     listbox = page.get_by_role("listbox")

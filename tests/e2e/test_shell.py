@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from consortia.accounts.roles import Role
 from consortia.members.models import MemberStatus, MemberType, Region, Sector
-from tests.browser import CHROMIUM
+from tests.browser import CHROMIUM, watch_problems
 from tests.conftest import PASSWORD, add_region_and_member, app_server
 
 SCREENSHOT = Path("/tmp/home.png")
@@ -95,12 +95,7 @@ def _tab_to(page: Any, want: dict[str, str], limit: int = 40) -> dict[str, str]:
 def test_shell_language_switch_and_keyboard_sign_in(server: str, browser: Any) -> None:
     context = browser.new_context(locale="zh-CN", viewport={"width": 1280, "height": 900})
     page = context.new_page()
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    page.on("requestfailed", lambda r: problems.append(f"failed {r.url}"))
-    page.on(
-        "response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None
-    )
+    problems = watch_problems(page)
 
     # Chinese by the browser's Accept-Language.
     page.goto(server + "/")
