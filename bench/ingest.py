@@ -118,6 +118,32 @@ def member_copy(path: Path, out: Path, member: int, limit: int | None, seed: int
     return n
 
 
+def add_members(prefix: str, n: int) -> None:
+    """n members, codes prefix0 .. prefix{n-1}, in one region, in the migrated database of
+    CONSORTIA_DATABASE_URL."""
+    from consortia.accounts.roles import CLI
+    from consortia.db import session_scope
+    from consortia.members import service as members
+
+    with session_scope() as s:
+        members.ensure_region(s, CLI, "bench", "基准", "Bench")
+        members.import_rows(
+            s,
+            CLI,
+            [
+                {
+                    "code": f"{prefix}{k}",
+                    "name_zh": f"馆{k}",
+                    "name_en": f"Library {k}",
+                    "type": "academic",
+                    "sector": "education",
+                    "region": "bench",
+                }
+                for k in range(n)
+            ],
+        )
+
+
 def peak_rss_mb() -> tuple[float, float]:
     me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
@@ -157,26 +183,9 @@ def main() -> None:
     from consortia.accounts.roles import CLI
     from consortia.catalog import service
     from consortia.db import engine_for, migrate, session_scope
-    from consortia.members import service as members
 
     migrate()
-    with session_scope() as s:
-        members.ensure_region(s, CLI, "bench", "基准", "Bench")
-        members.import_rows(
-            s,
-            CLI,
-            [
-                {
-                    "code": f"CN-B{k}",
-                    "name_zh": f"馆{k}",
-                    "name_en": f"Library {k}",
-                    "type": "academic",
-                    "sector": "education",
-                    "region": "bench",
-                }
-                for k in range(args.members)
-            ],
-        )
+    add_members("CN-B", args.members)
 
     empty_db = ""
     if args.floor:

@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ingest import member_copy
+from ingest import add_members, member_copy  # bench/ingest.py
 
 
 def children_cpu() -> float:
@@ -85,26 +85,9 @@ def main() -> None:
     from consortia.accounts.roles import CLI
     from consortia.catalog import service
     from consortia.db import migrate, session_scope
-    from consortia.members import service as members_service
 
     migrate()
-    with session_scope() as s:
-        members_service.ensure_region(s, CLI, "bench", "基准", "Bench")
-        members_service.import_rows(
-            s,
-            CLI,
-            [
-                {
-                    "code": f"CN-J{k}",
-                    "name_zh": f"馆{k}",
-                    "name_en": f"Library {k}",
-                    "type": "academic",
-                    "sector": "education",
-                    "region": "bench",
-                }
-                for k in range(members)
-            ],
-        )
+    add_members("CN-J", members)
     files = []
     for k in range(members):
         out = (args.cache or tmp) / f"join-member{k}-{args.records}.mrc"
