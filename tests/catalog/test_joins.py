@@ -337,3 +337,29 @@ def test_the_features_version_names_the_code_that_derives_them() -> None:
     ]
     digest = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
     assert (matching.FEATURES_VERSION, digest) == (1, "3f68aceaf3946cbb"), digest
+
+
+def test_a_members_own_record_counts_wherever_it_sits_in_the_cluster() -> None:
+    """A cluster already holding a record of the loading member is joined only on identifier
+    evidence, also when that record is not among the records that may veto (the 24th of 25):
+    the records' members all count, or the holders given with the features (the merged
+    record's ``members``)."""
+    from tests.catalog.test_matching import rec
+
+    others = [(f"CN-{i:02d}", rec(record_id=f"r{i}", isbns=[])) for i in range(25)]
+    own = [*others[:23], ("CN-A", rec(record_id="a1", isbns=[])), *others[23:]]
+    title_only = rec(record_id="a2", isbns=[])
+    assert matching.choose_cluster(title_only, [(9, others)], member="CN-A")[0] == 9
+    assert matching.choose_cluster(title_only, [(9, own)], member="CN-A") == (None, None)
+    head = [(m, matching.match_features(r)) for m, r in own[:21]]
+    fr = matching.match_features(title_only)
+    holders = {9: sorted({m for m, _ in own})}
+    assert matching.choose_cluster_by_features(fr, [(9, head)], member="CN-A", holders=holders) == (
+        None,
+        None,
+    )
+    # Identifier evidence still joins: a real duplicate in the member's catalogue.
+    with_isbn = rec(record_id="a3")
+    own_isbn = [(m, rec(record_id=r.record_id)) for m, r in own]
+    cid, d = matching.choose_cluster(with_isbn, [(9, own_isbn)], member="CN-A")
+    assert cid == 9 and d is not None and d.rule == "isbn+title"

@@ -547,7 +547,10 @@ def plan_records(conn: Connection, prepared: list[Prepared], member_code: str) -
         features = p.features or matching.match_features(p.normalized)
         chosen, decision = (
             matching.choose_cluster_by_features(
-                features, [(c, heads[c].records) for c in cands], member=member_code
+                features,
+                [(c, heads[c].records) for c in cands],
+                member=member_code,
+                holders={c: heads[c].merged.get("members", ()) for c in cands},
             )
             if cands
             else (None, None)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
@@ -793,14 +793,19 @@ def choose_cluster(
     veto with a hard refusal (another edition, volume, material, a reprint), so a cluster does
     not drift by chaining. Records may be given as ``(member_code, record)``; with ``member``
     set, a cluster already holding a record of that member is joined only on identifier
-    evidence (ISBN/OCLC/LCCN), which makes it a real duplicate in that member's catalogue.
+    evidence (ISBN/OCLC/LCCN), which makes it a real duplicate in that member's catalogue;
+    every record given counts for that, not only the ones that may veto.
     """
+    unpacked = [(cid, [_unpack(item) for item in items]) for cid, items in candidates]
     return _choose(
         match_features(rec),
-        [(cid, [_unpack(item) for item in items[: 1 + check_limit]]) for cid, items in candidates],
+        [(cid, items[: 1 + check_limit]) for cid, items in unpacked],
         match_features,
         member,
         check_limit,
+        {cid: {m for m, _ in items if m is not None} for cid, items in unpacked}
+        if member is not None
+        else None,
     )
 
 
@@ -809,13 +814,15 @@ def choose_cluster_by_features(
     candidates: Sequence[tuple[K, Sequence[tuple[str | None, MatchFeatures]]]],
     *,
     member: str | None = None,
+    holders: Mapping[K, Collection[str]] | None = None,
     check_limit: int = CHECK_LIMIT,
 ) -> tuple[K | None, MatchDecision | None]:
     """:func:`choose_cluster` on features already derived (or stored): each candidate's
     records as ``(member_code or None, features)``, the representative first. Only the first
     ``1 + check_limit`` of a cluster's records are looked at, so a join costs the same however
-    many members hold the book."""
-    return _choose(fr, candidates, lambda f: f, member, check_limit)
+    many members hold the book; ``holders`` gives every member holding each cluster (its
+    merged record's ``members``) for the rule on ``member``'s own records."""
+    return _choose(fr, candidates, lambda f: f, member, check_limit, holders)
 
 
 T = TypeVar("T")
@@ -827,6 +834,7 @@ def _choose(
     features_of: Callable[[T], MatchFeatures],
     member: str | None,
     check_limit: int,
+    holders: Mapping[K, Collection[str]] | None = None,
 ) -> tuple[K | None, MatchDecision | None]:
     # The decision is a function of the two records' features: records that agree in all of
     # them (copies of one record, as members' catalogues mostly hold) are decided once.
@@ -845,15 +853,17 @@ def _choose(
     for order, (cid, items) in enumerate(candidates):
         if not items:
             continue
-        rep_member, rep = items[0]
+        rep = items[0][1]
         d = decide_with(rep)
         if not d.same:
             continue
         vetoed = False
-        same_member = member is not None and rep_member == member
-        for m, other in items[1 : 1 + check_limit]:
-            if member is not None and m == member:
-                same_member = True
+        same_member = member is not None and (
+            member in holders.get(cid, ())
+            if holders is not None
+            else any(m == member for m, _ in items[: 1 + check_limit])
+        )
+        for _, other in items[1 : 1 + check_limit]:
             od = decide_with(other)
             if not od.same and od.rule in HARD_REFUSALS:
                 vetoed = True
