@@ -938,6 +938,46 @@ def _source(member: str, rec: NormalizedRecord) -> dict[str, str]:
     return {"member": member, "record_id": rec.record_id}
 
 
+_UNIONS: tuple[
+    tuple[str, Callable[[Any], Any], Callable[[Any], Any], Callable[[Any], dict[str, Any]]], ...
+] = (
+    # The unions of merge() (and merge_into): (merged field, an entry's key, an item's key, an
+    # entry from an item). The script form names the person across romanised and vernacular
+    # records.
+    (
+        "isbns",
+        lambda e: (e["isbn13"], e["valid"]),
+        lambda i: (i.isbn13, i.valid),
+        lambda i: {"isbn13": i.isbn13, "qualifier": i.qualifier, "valid": i.valid},
+    ),
+    (
+        "issns",
+        lambda e: e["value"].replace("-", "").upper(),
+        lambda s: s.replace("-", "").upper(),
+        lambda s: {"value": s},
+    ),
+    ("oclc", lambda e: oclc_key(e["value"]), oclc_key, lambda o: {"value": o}),
+    ("languages", lambda e: e["value"], lambda v: v, lambda v: {"value": v}),
+    ("subjects", lambda e: fold(e["value"]), fold, lambda v: {"value": v}),
+    (
+        "classifications",
+        lambda e: (e["scheme"], e["value"].replace(" ", "").lower()),
+        lambda c: (c.scheme, c.value.replace(" ", "").lower()),
+        lambda c: {"scheme": c.scheme, "value": c.value},
+    ),
+    (
+        "names",
+        lambda e: fold_name(e["vernacular"] or e["name"]),
+        lambda n: fold_name(n.vernacular or n.name),
+        lambda n: {"name": n.name, "role": n.role, "kind": n.kind, "vernacular": n.vernacular},
+    ),
+)
+_MERGED_FIELDS = frozenset(
+    {*_SCALARS, "year", "title_romanised", "representative", "sources", "members"}
+    | {name for name, *_ in _UNIONS}
+)
+
+
 def merge(records: Sequence[tuple[str, NormalizedRecord]]) -> dict[str, Any]:
     """The merged display record of a cluster, JSON-ready, with provenance.
 
@@ -993,52 +1033,18 @@ def merge(records: Sequence[tuple[str, NormalizedRecord]]) -> dict[str, Any]:
         if roman is not None:
             out["title_romanised"] = {"value": roman[0], **_source(roman[1], roman[2])}
 
-    idents = [(m, r.record_id, r) for m, r in ordered]
-
-    def union(attr: str, key: Any) -> list[dict[str, Any]]:
+    for name, _, item_key, make in _UNIONS:
         found: dict[Any, dict[str, Any]] = {}
-        for m, rid, r in idents:
-            items = getattr(r, attr)
-            if not items:
-                continue
-            for item in items:
-                k = key(item) if key is not None else item
+        for m, r in ordered:
+            for item in getattr(r, name) or ():
+                k = item_key(item)
                 if not k:
                     continue
                 entry = found.get(k)
                 if entry is None:
-                    entry = found[k] = {"value": item, "sources": []}
-                entry["sources"].append({"member": m, "record_id": rid})
-        return list(found.values())
-
-    out["isbns"] = [
-        {
-            "isbn13": e["value"].isbn13,
-            "qualifier": e["value"].qualifier,
-            "valid": e["value"].valid,
-            "sources": e["sources"],
-        }
-        for e in union("isbns", lambda i: (i.isbn13, i.valid))
-    ]
-    out["issns"] = union("issns", lambda s: s.replace("-", "").upper())
-    out["oclc"] = union("oclc", oclc_key)
-    out["languages"] = union("languages", None)
-    out["subjects"] = union("subjects", fold)
-    out["classifications"] = [
-        {"scheme": e["value"].scheme, "value": e["value"].value, "sources": e["sources"]}
-        for e in union("classifications", lambda c: (c.scheme, c.value.replace(" ", "").lower()))
-    ]
-    out["names"] = [
-        {
-            "name": e["value"].name,
-            "role": e["value"].role,
-            "kind": e["value"].kind,
-            "vernacular": e["value"].vernacular,
-            "sources": e["sources"],
-        }
-        # The script form names the person across romanised and vernacular records.
-        for e in union("names", lambda n: fold_name(n.vernacular or n.name))
-    ]
+                    entry = found[k] = {**make(item), "sources": []}
+                entry["sources"].append(_source(m, r))
+        out[name] = list(found.values())
     rep_m, rep_r = ordered[0]
     out["representative"] = _source(rep_m, rep_r)
     out["sources"] = [
@@ -1046,44 +1052,6 @@ def merge(records: Sequence[tuple[str, NormalizedRecord]]) -> dict[str, Any]:
     ]
     out["members"] = sorted({m for m, _ in live})
     return out
-
-
-_UNIONS: tuple[
-    tuple[str, Callable[[Any], Any], Callable[[Any], Any], Callable[[Any], dict[str, Any]]], ...
-] = (
-    # (merged field, its key from a merged entry, from a record's item, an entry from an item)
-    (
-        "isbns",
-        lambda e: (e["isbn13"], e["valid"]),
-        lambda i: (i.isbn13, i.valid),
-        lambda i: {"isbn13": i.isbn13, "qualifier": i.qualifier, "valid": i.valid},
-    ),
-    (
-        "issns",
-        lambda e: e["value"].replace("-", "").upper(),
-        lambda s: s.replace("-", "").upper(),
-        lambda s: {"value": s},
-    ),
-    ("oclc", lambda e: oclc_key(e["value"]), oclc_key, lambda o: {"value": o}),
-    ("languages", lambda e: e["value"], lambda v: v, lambda v: {"value": v}),
-    ("subjects", lambda e: fold(e["value"]), fold, lambda v: {"value": v}),
-    (
-        "classifications",
-        lambda e: (e["scheme"], e["value"].replace(" ", "").lower()),
-        lambda c: (c.scheme, c.value.replace(" ", "").lower()),
-        lambda c: {"scheme": c.scheme, "value": c.value},
-    ),
-    (
-        "names",
-        lambda e: fold_name(e["vernacular"] or e["name"]),
-        lambda n: fold_name(n.vernacular or n.name),
-        lambda n: {"name": n.name, "role": n.role, "kind": n.kind, "vernacular": n.vernacular},
-    ),
-)
-_MERGED_FIELDS = frozenset(
-    {*_SCALARS, "year", "title_romanised", "representative", "sources", "members"}
-    | {name for name, *_ in _UNIONS}
-)
 
 
 def merge_into(
